@@ -287,17 +287,21 @@ class FCN(nn.Module):
         return out[..., :h, :w]
 
 
-def load_vgg16_state_dict(weights: str | os.PathLike | None, progress: bool = True) -> dict[str, Tensor] | None:
+def load_vgg16_state_dict(
+    weights: str | os.PathLike | None, progress: bool = True, batch_norm: bool = False
+) -> dict[str, Tensor] | None:
     """Resolve ``weights_backbone``: ``None``, ``"IMAGENET1K_V1"`` (downloaded by torchvision) or a path.
 
-    Returns a full VGG16 state dict (``features.*`` and ``classifier.*`` keys), or ``None``.
+    Returns a full VGG16 (``batch_norm``: VGG16-BN) state dict (``features.*`` and
+    ``classifier.*`` keys), or ``None``.
     """
     if weights is None:
         return None
-    if isinstance(weights, str) and weights in ("IMAGENET1K_V1", "DEFAULT", "VGG16_Weights.IMAGENET1K_V1"):
-        from torchvision.models import VGG16_Weights
+    if isinstance(weights, str) and weights in ("IMAGENET1K_V1", "DEFAULT"):
+        from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 
-        return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=progress, check_hash=True)
+        enum = VGG16_BN_Weights if batch_norm else VGG16_Weights
+        return enum.IMAGENET1K_V1.get_state_dict(progress=progress, check_hash=True)
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights not found: {path} (use None, 'IMAGENET1K_V1' or a VGG16 state dict file)")
@@ -334,12 +338,13 @@ def _build(
     weights_backbone: str | os.PathLike | None,
     upsample: Upsample,
     width: float,
+    batch_norm: bool,
     progress: bool,
 ) -> FCN:
     if weights_backbone is not None and width != 1.0:
         raise ValueError(f"pretrained VGG16 weights need width=1.0, got width={width}")
-    model = FCN(stride, num_classes, head=head, upsample=upsample, width=width)
-    state = load_vgg16_state_dict(weights_backbone, progress=progress)
+    model = FCN(stride, num_classes, head=head, upsample=upsample, width=width, batch_norm=batch_norm)
+    state = load_vgg16_state_dict(weights_backbone, progress=progress, batch_norm=batch_norm)
     if state is not None:
         _load_backbone(model, state)
     return model
@@ -352,6 +357,7 @@ def fcn32s(
     weights_backbone: str | os.PathLike | None = None,
     upsample: Upsample = "bilinear",
     width: float = 1.0,
+    batch_norm: bool = False,
     progress: bool = True,
 ) -> FCN:
     """FCN-32s: VGG16 features, a classifier head on pool5, one x32 upsampling to the input size.
@@ -359,8 +365,10 @@ def fcn32s(
     ``weights_backbone``: ``None`` (random init), ``"IMAGENET1K_V1"`` (torchvision's ImageNet VGG16,
     downloaded with its checksum) or a path to a saved ``torchvision.models.vgg16().state_dict()``.
     With ``head="paper"`` the VGG16 classifier's fc6/fc7 initialise the head's convolutions.
+    ``batch_norm=True`` uses the VGG16-BN layout (easier to train from scratch). ``width`` scales
+    every channel count (needs ``weights_backbone=None`` unless 1.0).
     """
-    return _build(32, num_classes, head, weights_backbone, upsample, width, progress)
+    return _build(32, num_classes, head, weights_backbone, upsample, width, batch_norm, progress)
 
 
 def fcn16s(
@@ -370,13 +378,14 @@ def fcn16s(
     weights_backbone: str | os.PathLike | None = None,
     upsample: Upsample = "bilinear",
     width: float = 1.0,
+    batch_norm: bool = False,
     progress: bool = True,
 ) -> FCN:
     """FCN-16s: FCN-32s plus the pool4 skip (zero-initialised 1x1 score layer), x16 final upsampling.
 
     Arguments as :func:`fcn32s`.
     """
-    return _build(16, num_classes, head, weights_backbone, upsample, width, progress)
+    return _build(16, num_classes, head, weights_backbone, upsample, width, batch_norm, progress)
 
 
 def fcn8s(
@@ -386,13 +395,14 @@ def fcn8s(
     weights_backbone: str | os.PathLike | None = None,
     upsample: Upsample = "bilinear",
     width: float = 1.0,
+    batch_norm: bool = False,
     progress: bool = True,
 ) -> FCN:
     """FCN-8s: FCN-16s plus the pool3 skip (zero-initialised 1x1 score layer), x8 final upsampling.
 
     Arguments as :func:`fcn32s`.
     """
-    return _build(8, num_classes, head, weights_backbone, upsample, width, progress)
+    return _build(8, num_classes, head, weights_backbone, upsample, width, batch_norm, progress)
 
 
 _BUILDERS = {"fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s}
