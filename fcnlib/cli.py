@@ -59,6 +59,18 @@ def run_info() -> dict[str, Any]:
     }
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line; for an error re-raised from a DataLoader worker, the original one."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        last = lines[-1]  # "fcnlib.data.DatasetError: <message>"
+        return last.split(": ", 1)[1] if ": " in last else last
+    return lines[0]
+
+
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
@@ -228,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except errors as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"fcnlib: error: {message}", file=sys.stderr)
+        print(f"fcnlib: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fcnlib: interrupted; checkpoints already written are intact (resume with --resume)", file=sys.stderr)

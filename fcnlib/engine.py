@@ -148,6 +148,9 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     kw = {"crop_size": cfg.crop_size, "num_classes": cfg.num_classes}
     train_ds = build_dataset(cfg.data, cfg.data_root, cfg.train_split, train=True, **kw)
     val_ds = build_dataset(cfg.data, cfg.data_root, cfg.val_split, train=False, **kw)
+    if cfg.data == "folder":  # users' own data: validate every pair before spending time on training
+        train_ds.check(progress=False)
+        val_ds.check(progress=False)
     return _limit(train_ds, cfg.limit_train), _limit(val_ds, cfg.limit_val)
 
 
@@ -479,6 +482,9 @@ def train(
         else:
             n_total = torch.tensor(float(n_batches))
         _check_finite(finite, name, epoch, step, last_path)
+        if ctx.distributed:  # DDP syncs BN statistics at the start of a forward: give every rank rank 0's
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
         val = evaluate(model, vloader, num_classes, ctx, per_image=cfg.per_image, progress=progress)
         row = {
             "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],

@@ -1,0 +1,206 @@
+"""fcnlib.engine on the CPU: learning, exact resume, atomic checkpoints, divergence, DDP with gloo."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fcnlib.checkpoint import CheckpointError, atomic_save, file_sha256, load_checkpoint
+from fcnlib.config import TrainConfig
+from fcnlib.data import build_dataset
+from fcnlib.engine import Context, TrainingDiverged, evaluate, model_from_checkpoint, pad_collate, train, val_loader
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    values = dict(width=0.0625, crop_size=64, limit_train=48, limit_val=12, epochs=2, batch_size=8,
+                  out=str(tmp_path / "run"), log_every=2)
+    values.update(kw)
+    return TrainConfig.from_dict(values)
+
+
+def test_training_learns_well_above_chance(tmp_path):
+    cfg = tiny(tmp_path, width=0.125, crop_size=96, limit_train=None, limit_val=32, epochs=4, lr=0.02)
+    val = build_dataset("shapes", split="val", train=False)
+    sub = torch.utils.data.Subset(val, range(32))
+    loader = val_loader(sub, Context(torch.device("cpu")))
+    torch.manual_seed(cfg.seed)
+    from fcnlib.engine import make_model
+
+    untrained = evaluate(make_model(cfg, 6), loader, 6, progress=False)
+    result = train(cfg, progress=False)
+    # A constant "background" prediction scores mIoU ~0.13 here (one of six classes, IoU ~0.8).
+    assert result["best_miou"] > 0.30, result["history"]
+    assert result["best_miou"] > untrained["mIoU"] + 0.15
+    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert set(rows[0]) == {"epoch", "lr", "train_loss", "val_loss", "pixAcc", "mIoU", "seconds"}
+    assert float(rows[-1]["mIoU"]) == pytest.approx(result["history"][-1]["mIoU"])
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["best_miou"] == pytest.approx(result["best_miou"])
+    # The saved best model reproduces its validation mIoU.
+    model, _ = model_from_checkpoint(tmp_path / "run" / "best.pt", 6)
+    again = evaluate(model, loader, 6, progress=False)
+    assert again["mIoU"] == pytest.approx(result["best_miou"], abs=1e-9)
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
+    full = tiny(tmp_path, out=str(tmp_path / "full"), epochs=3)
+    train(full, progress=False)
+    steps_per_epoch = 48 // 8
+    cut = tiny(tmp_path, out=str(tmp_path / "cut"), epochs=3)
+    assert train(cut, progress=False, max_steps=steps_per_epoch + 2) == {"interrupted_at_step": steps_per_epoch + 2}
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1  # the partial epoch saved nothing
+    train(cut, resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert [r["mIoU"] for r in a["history"]] == [r["mIoU"] for r in b["history"]]
+    assert a["optimizer"]["state"][0]["momentum_buffer"].equal(b["optimizer"]["state"][0]["momentum_buffer"])
+
+
+def test_existing_output_is_refused_and_resume_needs_a_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="use --overwrite or --resume"):
+        train(tiny(tmp_path), progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(tiny(tmp_path), resume=True, progress=False)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "keep me"
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny(tmp_path, epochs=1)
+    train(cfg, progress=False)
+    last = tmp_path / "run" / "last.pt"
+    before = file_sha256(last)
+    from fcnlib import engine
+
+    real = engine.SegmentationLoss.forward
+    monkeypatch.setattr(engine.SegmentationLoss, "forward", lambda self, out, t: real(self, out, t) * float("nan"))
+    cfg2 = tiny(tmp_path, epochs=2)
+    with pytest.raises(TrainingDiverged, match=r"loss became NaN/inf in epoch 2.*last good checkpoint: .*last.pt \(epoch 1\)"):
+        train(cfg2, resume=True, progress=False)
+    assert file_sha256(last) == before
+    assert load_checkpoint(last)["epoch"] == 1
+
+
+def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"format": "x", "value": torch.arange(3)}, path)
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"value": torch.arange(5)}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_sigkill_during_repeated_saves_never_leaves_a_truncated_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    script = (
+        "import sys, torch\n"
+        "from fcnlib.checkpoint import atomic_save\n"
+        "i = 0\n"
+        "while True:\n"
+        "    atomic_save({'i': torch.tensor(i), 'w': torch.randn(512, 1024)}, sys.argv[1]); i += 1\n"
+    )
+    for delay in (1.5, 2.0, 2.5):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(path)])
+        deadline = time.time() + 60
+        while not path.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(delay - 1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        obj = torch.load(path, weights_only=True)  # must load: old or new, never partial
+        assert obj["w"].shape == (512, 1024)
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [(b"", "empty"), (b"\x80\x04garbage", "cannot read checkpoint"), (None, "not found")],
+)
+def test_bad_checkpoints_give_one_line_errors(tmp_path, content, match):
+    path = tmp_path / "bad.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_and_wrong_class_checkpoints(tmp_path):
+    cfg = tiny(tmp_path, epochs=1)
+    train(cfg, progress=False)
+    good = tmp_path / "run" / "best.pt"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a PyTorch checkpoint"):
+        model_from_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="has 6 classes but the data has 21"):
+        model_from_checkpoint(good, 21)
+
+
+def test_checkpoint_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "fcnlib-checkpoint-v1", "obj": Path("x")}, path)  # a non-tensor class: needs pickle code
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+def test_pad_collate_pads_with_zero_and_ignore():
+    a = (torch.ones(3, 2, 3), torch.zeros(2, 3, dtype=torch.long))
+    b = (torch.ones(3, 4, 1), torch.ones(4, 1, dtype=torch.long))
+    images, masks = pad_collate([a, b])
+    assert images.shape == (2, 3, 4, 3) and masks.shape == (2, 4, 3)
+    assert images[0, :, 2:].abs().sum() == 0 and (masks[0, 2:] == 255).all() and (masks[1, :, 1:] == 255).all()
+    assert masks[1, :, 0].tolist() == [1, 1, 1, 1]
+
+
+def test_staged_training_grows_each_stage_from_the_previous(tmp_path):
+    from fcnlib.engine import train_stages
+
+    cfg = tiny(tmp_path, epochs=1, stages=["fcn32s", "fcn16s"], head="paper")
+    results = train_stages(cfg, progress=False)
+    assert set(results) == {"fcn32s", "fcn16s"}
+    p = load_checkpoint(tmp_path / "run" / "fcn32s" / "best.pt")
+    c = load_checkpoint(tmp_path / "run" / "fcn16s" / "last.pt")
+    assert c["model_name"] == "fcn16s" and c["config"]["init_from"].endswith("fcn32s/best.pt")
+    assert c["history"][0]["mIoU"] >= 0  # trained one epoch after growing
+    assert set(p["model"]) < set(c["model"]) and "score_pool4.weight" in c["model"]
+
+
+def test_ddp_two_processes_give_the_same_metrics_as_one(tmp_path):
+    """torchrun with 2 CPU processes (gloo): the all-reduced validation metrics equal a 1-process evaluation."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fcnlib",
+           "train", "--width", "0.0625", "--crop-size", "64", "--limit-train", "32", "--limit-val", "11",
+           "--epochs", "1", "--batch-size", "4", "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(out / "last.pt")
+    model, _ = model_from_checkpoint(out / "last.pt")
+    val = torch.utils.data.Subset(build_dataset("shapes", split="val", train=False), range(11))
+    single = evaluate(model, val_loader(val, Context(torch.device("cpu"))), 6, progress=False)
+    ddp_row = ckpt["history"][0]
+    assert ddp_row["mIoU"] == pytest.approx(single["mIoU"], abs=1e-12)
+    assert ddp_row["pixAcc"] == pytest.approx(single["pixAcc"], abs=1e-12)
+    assert ddp_row["val_loss"] == pytest.approx(single["loss"], rel=1e-6)
