@@ -28,8 +28,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (DatasetError, CheckpointError, ConfigError, ImageError, TrainingDiverged, FileExistsError, FileNotFoundError)
 
 
-def run_info() -> dict[str, Any]:
-    """Provenance of a result: command line, git commit, machine, library versions."""
+def run_info(argv: list[str] | None = None) -> dict[str, Any]:
+    """Provenance of a result: command line (``argv``, default ``sys.argv[1:]``), git commit, machine, versions."""
     import torch
 
     try:
@@ -45,7 +45,7 @@ def run_info() -> dict[str, Any]:
         commit, dirty = None, None
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "command": " ".join(["fcnlib", *sys.argv[1:]]),
+        "command": " ".join(["fcnlib", *(sys.argv[1:] if argv is None else argv)]),
         "commit": commit,
         "dirty": dirty,
         "machine": {
@@ -124,7 +124,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     res = evaluate(model, loader, ckpt["num_classes"], ctx, per_image=args.per_image, progress=not args.quiet)
     classes = list(ckpt.get("classes") or range(ckpt["num_classes"]))
     record = {
-        **run_info(),
+        **run_info(args.argv),
         "checkpoint": str(args.checkpoint),
         "checkpoint_sha256": file_sha256(args.checkpoint),
         "model": ckpt.get("model_name"),
@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     errors = _expected_errors()
     try:
         return args.func(args)
