@@ -91,8 +91,8 @@ class SegmentationMetric:
     """Accumulates a confusion matrix over batches; ``compute()`` gives the dataset-level metrics.
 
     ``update(output, target)`` takes logits ``(B, C, H, W)`` or labels ``(B, H, W)`` and targets
-    ``(B, H, W)``; the matrix lives on the inputs' device and no value is copied to the host until
-    ``compute()``. With ``per_image=True`` it also keeps, per image, pixel accuracy and mIoU (over
+    ``(B, H, W)``; the matrix lives on the inputs' device. With ``validate=False`` no value is
+    copied to the host until ``compute()`` (the default label-range check needs one sync per batch). With ``per_image=True`` it also keeps, per image, pixel accuracy and mIoU (over
     the classes present in that image's ground truth or prediction), and ``compute()`` adds their
     means as ``pixAcc_per_image`` / ``mIoU_per_image``: the seed notes' protocol, which is not
     the standard one. Call ``all_reduce()`` under ``torch.distributed`` to merge the state of every

@@ -177,10 +177,11 @@ class Upsampler(nn.Module):
 
     ``mode="bilinear"``: ``F.interpolate(..., size, align_corners=True)`` (the seed notes' approach).
     ``mode="deconv"``: a learnable ``ConvTranspose2d`` (kernel ``2*factor``, stride ``factor``,
-    padding ``factor//2``) initialised to bilinear interpolation; its ``output_size`` argument
-    picks the output padding so the result is exactly ``size`` (any size in
-    ``[factor*h, factor*h + factor - 1]``, which floor pooling guarantees). ``learnable=False``
-    freezes the kernel, as the paper does for the final upsampling.
+    padding ``factor//2``) initialised to bilinear interpolation. The input is replicate-padded
+    (one score before, two after) and the output cropped to exactly ``size`` (any size up to
+    ``factor*(h+1)``; floor pooling gives at most ``factor*h + factor - 1``), so border pixels get
+    the full kernel weight: a constant map stays constant. ``learnable=False`` freezes the
+    kernel, as the paper does for the final upsampling.
     """
 
     def __init__(self, channels: int, factor: int, mode: Upsample = "bilinear", learnable: bool = True) -> None:
@@ -201,10 +202,14 @@ class Upsampler(nn.Module):
         if self.mode == "bilinear":
             return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
         h, w = x.shape[-2:]
-        lo = (self.factor * h, self.factor * w)
-        if not all(l <= s < l + self.factor for l, s in zip(lo, size)):
-            raise ValueError(f"deconv x{self.factor} cannot map {h}x{w} to {size[0]}x{size[1]}")
-        return self.deconv(x, output_size=list(size))
+        f = self.factor
+        if not (size[0] <= f * (h + 1) and size[1] <= f * (w + 1)):
+            raise ValueError(f"deconv x{f} cannot map {h}x{w} to {size[0]}x{size[1]}")
+        # Replicate the scores (one before, two after), so that every output pixel - borders and
+        # the up to f-1 extra rows/columns that floor pooling dropped - lies between two input
+        # centres and gets the full kernel weight; then crop the f-pixel leading margin off.
+        y = self.deconv(F.pad(x, (1, 2, 1, 2), mode="replicate"))
+        return y[..., f : f + size[0], f : f + size[1]]
 
 
 class FCN(nn.Module):

@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import vgg16, vgg16_bn
 
@@ -97,14 +98,31 @@ def test_full_width_fcn8s_odd_size_and_parameter_count():
     assert n == vgg_convs + fc6 + fc7 + score + skips  # bilinear mode adds no parameters
 
 
-def test_deconv_is_initialised_to_bilinear_interpolation():
-    # A constant map stays constant through the bilinear transposed conv (away from the border).
-    up = models.Upsampler(3, 2, "deconv")
-    x = torch.full((1, 3, 5, 6), 2.5)
-    y = up(x, (10, 12))
-    torch.testing.assert_close(y[..., 1:-1, 1:-1], torch.full_like(y[..., 1:-1, 1:-1], 2.5))
+@pytest.mark.parametrize("factor,size", [(2, (10, 12)), (2, (11, 13)), (8, (40, 48)), (8, (47, 55)), (8, (44, 41))])
+def test_deconv_keeps_a_constant_map_constant_up_to_every_border(factor, size):
+    # Bilinear initialisation, replicate padding and cropping: every output pixel, including the
+    # up to factor-1 extra rows that floor pooling dropped, gets the full kernel weight.
+    up = models.Upsampler(3, factor, "deconv")
+    y = up(torch.full((1, 3, 5, 6), 2.5), size)
+    assert y.shape[-2:] == size
+    torch.testing.assert_close(y, torch.full_like(y, 2.5))
+
+
+def test_deconv_matches_bilinear_interpolation_inside():
+    # A linear ramp is reproduced exactly by bilinear upsampling (align_corners=False geometry).
+    x = torch.arange(6.0).repeat(5, 1)[None, None]  # values 0..5 along the width
+    y = models.Upsampler(1, 2, "deconv")(x, (10, 12))
+    expected = F.interpolate(x, size=(10, 12), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(y[..., 1:-1], expected[..., 1:-1])
     w = models.bilinear_kernel(1, 4)[0, 0]
     torch.testing.assert_close(w[0], torch.tensor([0.0625, 0.1875, 0.1875, 0.0625]))
+
+
+def test_fcn_deconv_mode_has_no_dead_output_pixels():
+    m = fcn8s(4, width=0.0625, upsample="deconv", head="light").eval()
+    with torch.no_grad():
+        out = m(torch.randn(1, 3, 333, 517))  # 333 = 8*41 + 5, 517 = 8*64 + 5
+    assert out[0, :, -4:].abs().amax() > 0 and out[0, :, :, -4:].abs().amax() > 0
 
 
 def test_skip_score_layers_start_at_zero():
