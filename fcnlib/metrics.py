@@ -23,8 +23,12 @@ __all__ = [
 
 
 def _labels(output: Tensor) -> Tensor:
-    """Labels ``(B, H, W)`` from logits ``(B, C, H, W)`` (argmax over C) or labels as given."""
-    return output.argmax(1) if output.dim() == 4 else output
+    """Labels ``(B, H, W)`` from logits ``(B, C, H, W)`` (argmax over C) or labels as given.
+
+    ``max(1).indices`` is the same argmax (first maximum on ties) and measured about 2x faster
+    than ``argmax(1)`` on CPU logits (``fcnlib bench``).
+    """
+    return output.max(1).indices if output.dim() == 4 else output
 
 
 def confusion_matrix(
@@ -49,8 +53,10 @@ def confusion_matrix(
             raise ValueError(f"target labels {values} are outside 0..{num_classes - 1} (ignore label {ignore_index})")
         if ((pred < 0) | (pred >= num_classes)).any():
             raise ValueError(f"predicted labels are outside 0..{num_classes - 1}")
-    index = target[keep] * num_classes + pred[keep]
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    # Ignored pixels go to an extra bin that is dropped: no boolean indexing, hence no host sync.
+    n = num_classes * num_classes
+    index = torch.where(keep, target * num_classes + pred, torch.full_like(target, n))
+    return torch.bincount(index, minlength=n + 1)[:n].reshape(num_classes, num_classes)
 
 
 def metrics_from_confusion(matrix: Tensor) -> dict[str, float | Tensor]:

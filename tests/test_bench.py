@@ -1,0 +1,139 @@
+"""fcnlib.bench: the benchmark runs end to end on the CPU (tiny profile) and writes well-formed results.
+
+No speed is asserted here: speed targets live in the benchmark's own output (bench/README.md).
+"""
+
+import json
+import math
+
+import pytest
+import torch
+
+from fcnlib import cli
+from fcnlib.bench import (
+    PeakMemory,
+    argmax_channel_loop,
+    confusion_where_bincount,
+    peak_tflops,
+    to_markdown,
+)
+from fcnlib.metrics import confusion_matrix
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny CPU run through the command line (``FCNLIB_BENCH_TINY=1``); its JSON and output folder."""
+    out = tmp_path_factory.mktemp("bench")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FCNLIB_BENCH_TINY", "1")
+    try:
+        assert cli.main(["bench", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+    finally:
+        mp.undo()
+    return json.loads((out / "latest-cpu-tiny.json").read_text()), out
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_result_files_and_header(tiny_run):
+    result, out = tiny_run
+    assert result["schema"] == "fcnlib-bench/1"
+    assert result["torch"] == torch.__version__
+    assert result["device"]["type"] == "cpu" and result["device"]["name"]
+    assert result["settings"]["kind"] == "tiny"
+    assert _positive(result["wall_s"])
+    for name in result["files"].values():
+        assert (out / name).is_file()
+    stem = result["files"]["json"][: -len(".json")]
+    assert stem.startswith("cpu-tiny-")
+    assert (out / "latest-cpu-tiny.md").read_text().startswith("## fcnlib bench")
+    assert (out / "latest-cpu-tiny-scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(result["units"]) >= {"*_s", "*_bytes", "images_per_s", "pixels_per_s"}
+
+
+def test_train_section(tiny_run):
+    t = tiny_run[0]["train"]
+    assert set(t["variants"]) == {"seed", "fcnlib", "fcnlib_compile"}
+    for name in ("seed", "fcnlib"):
+        v = t["variants"][name]
+        assert _positive(v["images_per_s"]) and _positive(v["step_ms"]) and _positive(v["achieved_tflops"])
+        assert len(v["repeats_s"]) == tiny_run[0]["settings"]["repeats"]
+        assert v["mfu_vs_half_peak"] is None  # no peak table entry for a CPU
+    assert t["variants"]["fcnlib_compile"]["status"] == "not measured"
+    assert t["variants"]["fcnlib_compile"]["reason"]
+    assert _positive(t["flops_per_step"]) and _positive(t["speedup"])
+    assert t["goal"]["met"] is None  # the training goal applies on a GPU only
+    assert t["losses_finite"] is True
+
+
+def test_metric_section_and_equality_check_passed(tiny_run):
+    m = tiny_run[0]["metric"]
+    assert m["equality"]["passed"] is True
+    assert all(m["equality"]["checks"].values())
+    assert m["equality"]["pixels_labelled"] > 0
+    assert {"seed_histc", "fixed_histc", "confusion_matrix"} <= set(m["updates"])
+    for group in ("updates", "argmax", "counting"):
+        for v in m[group].values():
+            assert _positive(v["pixels_per_s"]) and _positive(v["ms_per_call"])
+    assert m["updates"]["seed_histc"]["speedup_vs_seed"] == pytest.approx(1.0)
+    assert m["argmax"]["argmax_fp32"]["agrees_with_argmax_fp32"] == 1.0
+    assert m["argmax"]["max_indices_fp32"]["agrees_with_argmax_fp32"] == 1.0
+    b = m["breakdown"]
+    assert _positive(b["argmax_s"]) and _positive(b["count_s"]) and 0 < b["argmax_share"] < 1
+    assert isinstance(m["goal"]["met"], bool) and m["goal"]["device"] == "cpu"
+
+
+def test_inference_section(tiny_run):
+    inf = tiny_run[0]["inference"]
+    rows = inf["rows"]
+    assert {(r["image"], r["mode"]) for r in rows} == {
+        (i, m) for i in ("500x375", "2048x1365", "5472x3648") for m in ("whole", "scaled", "tiled")
+    }
+    for r in rows:
+        assert r["status"] == "ok" and r["shape_ok"] is True
+        assert _positive(r["latency_s"]) and r["peak_bytes"] > 0 and r["growth_bytes"] >= 0
+    assert inf["memory_method"] and inf["goal"]["met"] is None
+
+
+def test_scaling_section(tiny_run):
+    sc = tiny_run[0]["scaling"]
+    assert [p["batch"] for p in sc["by_batch"]] == list(tiny_run[0]["settings"]["scale_batches"])
+    assert [p["size"] for p in sc["by_size"]] == list(tiny_run[0]["settings"]["scale_sizes"])
+    for p in sc["by_batch"] + sc["by_size"]:
+        assert p["status"] == "ok" and _positive(p["images_per_s"]) and _positive(p["megapixels_per_s"])
+
+
+def test_markdown_has_every_section(tiny_run):
+    text = to_markdown(tiny_run[0])
+    for title in ("### Training step", "### Metric update", "### Inference", "### Scaling", "PASSED"):
+        assert title in text
+
+
+def test_peak_table_matches_card_names():
+    assert peak_tflops("NVIDIA H100 80GB HBM3")["half"] == 989
+    assert peak_tflops("NVIDIA H100 PCIe")["card"] == "H100 PCIe"
+    assert peak_tflops("NVIDIA H200")["fp32"] == 67
+    assert peak_tflops("NVIDIA A100-SXM4-80GB")["half"] == 312
+    assert peak_tflops("NVIDIA L4")["half"] == 121
+    assert peak_tflops("NVIDIA L40S") is None  # not an L4
+    assert peak_tflops("Tesla T4")["half_dtype"] == "fp16"
+    assert peak_tflops("Some Future GPU") is None and peak_tflops(None) is None
+
+
+def test_candidate_kernels_match_reference():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7, 9)
+    target = torch.randint(0, 5, (2, 7, 9))
+    target[0, 0, :4] = 255
+    assert torch.equal(argmax_channel_loop(logits), logits.argmax(1))
+    pred = logits.argmax(1)
+    assert torch.equal(confusion_where_bincount(pred, target, 5), confusion_matrix(pred, target, 5))
+
+
+def test_peak_memory_sees_a_cpu_allocation():
+    with PeakMemory(torch.device("cpu")) as pm:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del x
+    assert pm.growth >= 48 * 2**20
