@@ -129,6 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "checkpoint_sha256": file_sha256(args.checkpoint),
         "model": ckpt.get("model_name"),
         "trained_epochs": ckpt.get("epoch"),
+        "train_config": ckpt.get("config"),
         "data": {"name": args.data, "root": args.data_root, "split": args.split, "images": len(ds)},
         "protocol": "dataset-level confusion matrix (classes absent from ground truth and prediction excluded)",
         "metrics": {k: res[k] for k in ("pixAcc", "meanAcc", "mIoU", "fwIoU", "loss")},

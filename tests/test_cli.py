@@ -132,6 +132,7 @@ def test_eval_writes_json_with_provenance_and_refuses_to_overwrite(capsys, tmp_p
     assert set(record["metrics"]) == {"pixAcc", "meanAcc", "mIoU", "fwIoU", "loss"}
     assert len(record["per_class_iou"]) == 6 and len(record["confusion"]) == 6
     assert "metrics_per_image" in record and "machine" in record
+    assert record["train_config"]["width"] == 0.0625 and record["trained_epochs"] == 1
     before = out.read_text()
     code, _, err = run(capsys, "eval", checkpoint, "--limit", "2", "--out", out, "--quiet")
     assert_one_line_error(code, err, "exists (use --overwrite")
