@@ -160,10 +160,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for image in args.images:
         paths = predict_file(
             model, image, out_dir, classes=classes, overwrite=args.overwrite, mode=args.mode,
-            train_size=args.train_size, tile=args.tile, scales=tuple(args.scales), flip=args.flip,
+            train_size=args.train_size, tile=args.tile, overlap=args.overlap, scales=tuple(args.scales), flip=args.flip,
             device=ctx.device,
         )
-        print(f"{image}: " + ", ".join(str(p) for p in (paths.values() if isinstance(paths, dict) else paths)))
+        print(f"{image}: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--mode", default="auto", choices=["auto", "whole", "scaled", "tiled"])
     p.add_argument("--train-size", type=int, default=512, help="longer side used by --mode scaled (the training scale)")
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--tile", type=int, default=512, help="window size of --mode tiled, px")
+    p.add_argument("--overlap", type=int, default=None, help="overlap of neighbouring tiles, px (default: tile/4)")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="multi-scale factors, e.g. 0.75 1 1.25")
     p.add_argument("--flip", action="store_true", help="also average the horizontally flipped prediction")
     p.add_argument("--device", default="auto")
