@@ -176,3 +176,25 @@ def test_bad_recipe(capsys, tmp_path):
     recipe.write_text("!!python/object/apply:os.system ['echo owned']\n")
     code, _, err = run(capsys, "train", "--config", recipe, "--out", tmp_path / "o")
     assert_one_line_error(code, err, "cannot parse")
+
+
+def test_predict_writes_outputs_and_reports_bad_images(capsys, tmp_path, checkpoint):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "pred"
+    code, stdout, err = run(capsys, "predict", checkpoint, photo, "--out", out)
+    assert code == 0, err
+    mask = Image.open(out / "photo_mask.png")
+    assert mask.mode == "P" and mask.size == (53, 37)
+    before = (out / "photo_mask.png").read_bytes()
+    code, _, err = run(capsys, "predict", checkpoint, photo, "--out", out)
+    assert_one_line_error(code, err, "exists (use --overwrite)")
+    assert (out / "photo_mask.png").read_bytes() == before
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 20)
+    code, _, err = run(capsys, "predict", checkpoint, broken, "--out", out)
+    assert_one_line_error(code, err, "broken.jpg")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    code, _, err = run(capsys, "predict", checkpoint, empty, "--out", out)
+    assert_one_line_error(code, err, "empty.png")
