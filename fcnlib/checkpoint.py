@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_save", "atomic_write_text", "load_checkpoint", "file_sha256", "FORMAT"]
+__all__ = ["CheckpointError", "atomic_save", "atomic_write_bytes", "atomic_write_text", "load_checkpoint", "file_sha256", "FORMAT"]
 
 #: Marker stored in every checkpoint written by fcnlib.
 FORMAT = "fcnlib-checkpoint-v1"
@@ -44,9 +44,14 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     _atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+    atomic_write_bytes(text.encode("utf-8"), path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

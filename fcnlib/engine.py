@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .checkpoint import FORMAT, CheckpointError, atomic_save, atomic_write_text, load_checkpoint
+from .checkpoint import FORMAT, CheckpointError, atomic_save, atomic_write_bytes, atomic_write_text, load_checkpoint
 from .config import TrainConfig
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetric
@@ -306,21 +306,14 @@ def _write_history(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def _plot_history(rows: list[dict[str, Any]], out: Path, title: str) -> None:
-    try:
-        from .viz import plot_history
-    except ImportError:  # pragma: no cover - viz needs matplotlib, a dependency
-        return
-    fig = plot_history(rows)
+    """``out/curves.png``: loss, mIoU and pixAcc per epoch (written atomically)."""
+    from .viz import plot_history
+
+    fig = plot_history(rows)  # a matplotlib Figure not registered with pyplot: nothing to close
     fig.suptitle(title)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    path = out / "curves.png"
-    tmp = path.with_suffix(".png.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(buf.getvalue(), out / "curves.png")
 
 
 def train_step(

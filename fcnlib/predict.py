@@ -13,9 +13,9 @@ training; the logits are then upsampled back to the original size (bilinearly) b
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -27,6 +27,7 @@ from PIL import Image, ImageOps
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .checkpoint import atomic_write_bytes
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -587,17 +588,10 @@ def _flat_palette(palette: Sequence[Any]) -> list[int]:
 
 
 def _atomic_save_png(im: Image.Image, path: Path) -> None:
-    """Write ``im`` as PNG to a temporary file in ``path``'s folder, then ``os.replace`` it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            im.save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``im`` as PNG to ``path`` atomically (temp file in the same folder, then rename)."""
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    atomic_write_bytes(buf.getvalue(), path)
 
 
 def predict_file(
