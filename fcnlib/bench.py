@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
 from .config import ConfigError, TrainConfig
 from .engine import Context, make_optimizer, setup_context, train_step

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
 from .checkpoint import FORMAT, CheckpointError, atomic_save, atomic_write_bytes, atomic_write_text, load_checkpoint
 from .config import TrainConfig
@@ -147,7 +147,9 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
 
     kw = {"crop_size": cfg.crop_size, "num_classes": cfg.num_classes}
     train_ds = build_dataset(cfg.data, cfg.data_root, cfg.train_split, train=True, **kw)
-    val_ds = build_dataset(cfg.data, cfg.data_root, cfg.val_split, train=False, **kw)
+    # trainaug is a training set only (it excludes VOC val by construction): validate on VOC.
+    val_name = "voc" if cfg.data == "trainaug" else cfg.data
+    val_ds = build_dataset(val_name, cfg.data_root, cfg.val_split, train=False, **kw)
     if cfg.data == "folder":  # users' own data: validate every pair before spending time on training
         train_ds.check(progress=False)
         val_ds.check(progress=False)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
 from .checkpoint import atomic_write_bytes
 from .transforms import IMAGENET_MEAN, IMAGENET_STD

@@ -212,6 +212,7 @@ def legend_figure(classes: Sequence[str], palette: Sequence[Any] | None = None, 
     ncols = ncols or min(4, n)
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(2.3 * ncols, 0.32 * nrows + 0.3))
+    fig.add_subplot().set_axis_off()  # IPython does not display a figure without axes
     fig.legend(handles=_legend_handles(classes, colors, range(n)), loc="center", ncols=ncols, frameon=False)
     return fig
 

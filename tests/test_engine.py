@@ -204,3 +204,14 @@ def test_ddp_two_processes_give_the_same_metrics_as_one(tmp_path):
     assert ddp_row["mIoU"] == pytest.approx(single["mIoU"], abs=1e-12)
     assert ddp_row["pixAcc"] == pytest.approx(single["pixAcc"], abs=1e-12)
     assert ddp_row["val_loss"] == pytest.approx(single["loss"], rel=1e-6)
+
+
+def test_trainaug_recipe_validates_on_voc_val(monkeypatch):
+    """configs/voc-trainaug.yaml: trainaug has no val split, so validation uses VOC 2012 val."""
+    from fcnlib import data, engine
+    from fcnlib.config import load_config
+
+    calls = []
+    monkeypatch.setattr(data, "build_dataset", lambda name, root, split, train, **kw: calls.append((name, split, train)))
+    engine.build_datasets(load_config(REPO / "configs" / "voc-trainaug.yaml"))
+    assert calls == [("trainaug", "train", True), ("voc", "val", False)]
