@@ -13,7 +13,7 @@ from fcnlib import cli
 from fcnlib.bench import (
     PeakMemory,
     argmax_channel_loop,
-    confusion_where_bincount,
+    confusion_masked_bincount,
     peak_tflops,
     to_markdown,
 )
@@ -129,7 +129,7 @@ def test_candidate_kernels_match_reference():
     target[0, 0, :4] = 255
     assert torch.equal(argmax_channel_loop(logits), logits.argmax(1))
     pred = logits.argmax(1)
-    assert torch.equal(confusion_where_bincount(pred, target, 5), confusion_matrix(pred, target, 5))
+    assert torch.equal(confusion_masked_bincount(pred, target, 5), confusion_matrix(pred, target, 5))
 
 
 def test_peak_memory_sees_a_cpu_allocation():
