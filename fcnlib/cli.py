@@ -108,6 +108,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data import build_dataset
     from .engine import evaluate, model_from_checkpoint, setup_context, val_loader
 
+    from .config import ConfigError
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.scale is not None and not (args.scale > 0 and args.scale < float("inf")):
+        raise ConfigError(f"--scale must be a positive number, got {args.scale}")
     out = Path(args.out) if args.out else None
     if out is not None:
         _refuse_existing(out, args.overwrite)
@@ -121,7 +127,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     loader = val_loader(ds, ctx, args.batch_size, args.workers)
-    res = evaluate(model, loader, ckpt["num_classes"], ctx, per_image=args.per_image, progress=not args.quiet)
+    saved = ckpt.get("config") or {}
+    scale = args.scale if args.scale is not None else float(saved.get("eval_scale", 1.0))
+    flip = args.flip if args.flip is not None else bool(saved.get("eval_flip", False))
+    res = evaluate(model, loader, ckpt["num_classes"], ctx, per_image=args.per_image, progress=not args.quiet,
+                   scale=scale, flip=flip)
     classes = list(ckpt.get("classes") or range(ckpt["num_classes"]))
     record = {
         **run_info(args.argv),
@@ -130,9 +140,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "model": ckpt.get("model_name"),
         "trained_epochs": ckpt.get("epoch"),
         "train_config": ckpt.get("config"),
+        "train_seconds": ckpt.get("train_seconds"),
+        "evaluation": {"scale": scale, "flip": flip, "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
+                       "device": str(ctx.device)},
         "data": {"name": args.data, "root": args.data_root, "split": args.split, "images": len(ds)},
         "protocol": "dataset-level confusion matrix (classes absent from ground truth and prediction excluded)",
-        "metrics": {k: res[k] for k in ("pixAcc", "meanAcc", "mIoU", "fwIoU", "loss")},
+        "metrics": {k: (None if res[k] != res[k] else res[k]) for k in ("pixAcc", "meanAcc", "mIoU", "fwIoU", "loss")},
         "per_class_iou": {str(c): (None if v != v else v) for c, v in zip(classes, res["IoU"].tolist())},
         "confusion": res["confusion"].tolist(),
     }
@@ -206,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--scale", type=float, default=None,
+                   help="input scale for the model, logits upsampled to full size (default: the recipe's eval_scale)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average the mirrored image's logits (default: the recipe's eval_flip)")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
     p.add_argument("--out", default=None, help="results JSON path")

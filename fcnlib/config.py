@@ -36,11 +36,19 @@ class TrainConfig:
     num_classes: int | None = None  # needed for data=folder; otherwise taken from the dataset
     train_split: str = "train"
     val_split: str = "val"
-    crop_size: int = 96
+    crop_size: int = 96  # training crop height, px (and width unless crop_width is set)
+    crop_width: int | None = None  # training crop width, px (None: square crops)
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])  # random rescale factors
+    color_jitter: bool = True  # brightness/contrast/saturation jitter of 0.3
+    cache: bool = False  # decode every training/validation pair into memory once
     limit_train: int | None = None  # use only the first N training images
     limit_val: int | None = None
     workers: int = 0
     # optimisation
+    optimizer: str = "sgd"  # sgd | adamw
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up, epochs
+    class_weighting: str = "none"  # none | median-frequency (computed from the training labels)
+    class_weight_max: float = 10.0  # clamp of median-frequency weights
     epochs: int = 6
     batch_size: int = 8
     val_batch_size: int = 1
@@ -58,6 +66,11 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
+    threads: int | None = None  # intra-op CPU threads (None: PyTorch's default)
+    max_minutes: float | None = None  # time budget: stop after the epoch in which it runs out
+    val_every: int = 1  # validate every N epochs (and always after the last one)
+    eval_scale: float = 1.0  # validation/evaluation input scale; logits are upsampled to full size
+    eval_flip: bool = False  # also average the logits of the mirrored image at evaluation
     out: str = "runs/shapes"
     log_every: int = 20  # steps between progress updates (each one syncs with the device)
     per_image: bool = False  # also report the seed notes' per-image mean metrics
@@ -83,6 +96,18 @@ class TrainConfig:
             (all(s in ("fcn32s", "fcn16s", "fcn8s") for s in self.stages), f"bad stages {self.stages}"),
             (self.head in ("paper", "light"), f"head must be paper or light, not {self.head!r}"),
             (self.upsample in ("bilinear", "deconv"), f"upsample must be bilinear or deconv, not {self.upsample!r}"),
+            (self.optimizer in ("sgd", "adamw"), f"optimizer must be sgd or adamw, not {self.optimizer!r}"),
+            (self.class_weighting in ("none", "median-frequency"),
+             f"class_weighting must be none or median-frequency, not {self.class_weighting!r}"),
+            (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1],
+             f"scale_range must be two numbers 0 < low <= high, not {self.scale_range}"),
+            (self.crop_size >= 1 and (self.crop_width is None or self.crop_width >= 1),
+             "crop_size and crop_width must be >= 1"),
+            (self.warmup_epochs >= 0 and self.class_weight_max > 0, "warmup_epochs must be >= 0 and class_weight_max > 0"),
+            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+            (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive"),
+            (self.val_every >= 1, "val_every must be >= 1"),
+            (self.eval_scale > 0, "eval_scale must be positive"),
             (self.schedule in ("poly", "step", "constant"), f"schedule must be poly, step or constant, not {self.schedule!r}"),
             (self.amp in ("auto", "bf16", "fp16", "off"), f"amp must be auto, bf16, fp16 or off, not {self.amp!r}"),
             (self.epochs >= 1 and self.batch_size >= 1 and self.val_batch_size >= 1, "epochs and batch sizes must be >= 1"),

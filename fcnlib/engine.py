@@ -14,13 +14,14 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
@@ -141,19 +142,38 @@ def _shard(ds: Dataset, ctx: Context) -> Dataset:
     return ds if not ctx.distributed else Subset(ds, range(ctx.rank, len(ds), ctx.world_size))
 
 
-def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset, Dataset]:
     """Training (augmented, cropped) and validation (full-size) datasets of a recipe."""
-    from .data import build_dataset
+    from .data import CachedDataset, build_dataset
+    from .transforms import train_transforms
 
-    kw = {"crop_size": cfg.crop_size, "num_classes": cfg.num_classes}
-    train_ds = build_dataset(cfg.data, cfg.data_root, cfg.train_split, train=True, **kw)
+    crop = (cfg.crop_size, cfg.crop_width or cfg.crop_size)
+    augment = train_transforms(crop, scale_range=tuple(cfg.scale_range), color_jitter=cfg.color_jitter)
+    kw = {"crop_size": crop, "num_classes": cfg.num_classes}
+    train_ds = build_dataset(cfg.data, cfg.data_root, cfg.train_split, train=True, transforms=augment, **kw)
     # trainaug is a training set only (it excludes VOC val by construction): validate on VOC.
     val_name = "voc" if cfg.data == "trainaug" else cfg.data
     val_ds = build_dataset(val_name, cfg.data_root, cfg.val_split, train=False, **kw)
     if cfg.data == "folder":  # users' own data: validate every pair before spending time on training
         train_ds.check(progress=False)
         val_ds.check(progress=False)
-    return _limit(train_ds, cfg.limit_train), _limit(val_ds, cfg.limit_val)
+    train_ds, val_ds = _limit(train_ds, cfg.limit_train), _limit(val_ds, cfg.limit_val)
+    if cfg.cache:
+        train_ds, val_ds = CachedDataset(train_ds, progress=progress), CachedDataset(val_ds, progress=progress)
+    return train_ds, val_ds
+
+
+def class_weights(cfg: TrainConfig, train_ds: Dataset, num_classes: int) -> list[float] | None:
+    """The loss's class weights: ``cfg.class_weights``, or median-frequency ones from ``train_ds``."""
+    if cfg.class_weights:
+        if len(cfg.class_weights) != num_classes:
+            raise ValueError(f"class_weights has {len(cfg.class_weights)} values but the data has {num_classes} classes")
+        return list(cfg.class_weights)
+    if cfg.class_weighting == "median-frequency":
+        from .data import median_frequency_weights
+
+        return median_frequency_weights(train_ds, num_classes, cfg.class_weight_max)
+    return None
 
 
 def _dataset_attr(ds: Dataset, name: str):
@@ -254,8 +274,14 @@ def evaluate(
     per_image: bool = False,
     ignore_index: int = 255,
     progress: bool = True,
+    scale: float = 1.0,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Dataset-level metrics of ``model`` over ``loader`` (full-size images).
+
+    ``scale`` resizes each input batch by that factor before the model (bilinear, antialiased)
+    and upsamples the logits back to the label size; ``flip`` averages the logits of the image
+    and of its mirror image (flipped back). Metrics are always taken at the labels' full size.
 
     Returns the :class:`SegmentationMetric` results (``pixAcc``, ``meanAcc``, ``mIoU``, ``fwIoU``,
     per-class ``IoU``/``Acc``, ``confusion``) plus the mean validation ``loss``; with
@@ -272,8 +298,7 @@ def evaluate(
     for images, masks in bar:
         images = images.to(ctx.device, non_blocking=True)
         masks = masks.to(ctx.device, non_blocking=True)
-        with ctx.autocast():
-            logits = model(images)
+        logits = eval_logits(model, images, ctx, scale=scale, flip=flip)
         loss_sum += torch.stack([criterion(logits.float(), masks).double(), loss_sum.new_ones(())])
         metric.update(logits, masks)
     metric.all_reduce(ctx.device)
@@ -285,17 +310,54 @@ def evaluate(
     return result
 
 
+def eval_logits(model: nn.Module, images: Tensor, ctx: Context, *, scale: float = 1.0, flip: bool = False) -> Tensor:
+    """float32 logits ``(B, C, H, W)`` for ``images (B, 3, H, W)``, run at ``scale`` x the size.
+
+    With ``scale != 1`` the input is resized (bilinear, antialiased) and the logits are upsampled
+    back to ``H x W`` (bilinear); ``flip`` adds the mirrored input's logits (flipped back) and
+    halves the sum.
+    """
+    size = images.shape[-2:]
+    x = images
+    if scale != 1.0:
+        small = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+        x = F.interpolate(images, size=small, mode="bilinear", align_corners=False, antialias=True)
+    with ctx.autocast():
+        logits = model(x).float()
+        if flip:
+            logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
+    if logits.shape[-2:] != size:
+        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return logits
+
+
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
 
 
-def _lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int):
+def _lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int, budget_used=None):
+    """The learning-rate factor per optimisation step: optional linear warm-up, then the schedule.
+
+    ``budget_used`` (a callable returning the fraction of ``max_minutes`` spent) makes the poly
+    schedule follow time instead of steps when that is further along.
+    """
+    warmup = cfg.warmup_epochs * steps_per_epoch
+
+    def warm(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
     if cfg.schedule == "poly":
-        return lambda step: (1 - min(step, total_steps - 1) / total_steps) ** cfg.poly_power
+        def poly(step: int) -> float:
+            done = min(step, total_steps - 1) / total_steps
+            if budget_used is not None:
+                done = max(done, min(budget_used(), (total_steps - 1) / total_steps))
+            return warm(step) * (1 - done) ** cfg.poly_power
+
+        return poly
     if cfg.schedule == "step":
-        return lambda step: cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
-    return lambda step: 1.0
+        return lambda step: warm(step) * cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
+    return warm
 
 
 def _write_history(rows: list[dict[str, Any]], out: Path) -> None:
@@ -343,9 +405,13 @@ def train_step(
     return loss.detach()
 
 
-def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
-    """SGD with momentum and weight decay: fused kernels on a GPU, foreach (multi-tensor) on the CPU."""
+def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay, or AdamW (``cfg.optimizer``): fused kernels on a GPU,
+    foreach (multi-tensor) on the CPU."""
     fused = device.type == "cuda"
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 fused=True if fused else None, foreach=None if fused else True)
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
         fused=True if fused else None, foreach=None if fused else True,
@@ -354,6 +420,158 @@ def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.opti
 
 def _unwrap(model: nn.Module) -> FCN:
     return model.module if hasattr(model, "module") else model
+
+
+@dataclass
+class _Run:
+    """The state one training run carries from epoch to epoch."""
+
+    name: str
+    out: Path
+    model: FCN
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    num_classes: int
+    classes: list[str]
+    steps_per_epoch: int
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_miou: float = -1.0
+    seconds: float = 0.0  # wall time spent in earlier sessions (resume)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool, ctx: Context) -> None:
+    if not ctx.is_main:
+        return
+    if resume and not (out / "last.pt").is_file():
+        raise CheckpointError(f"nothing to resume: {out / 'last.pt'} does not exist")
+    if not resume and out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out} exists and is not empty (use --overwrite or --resume)")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _build_run(cfg: TrainConfig, ctx: Context, train_ds: Dataset, name: str, parent, clock) -> _Run:
+    num_classes = _dataset_attr(train_ds, "num_classes")
+    torch.manual_seed(cfg.seed)
+    if parent is not None:
+        model, _ = model_from_checkpoint(parent, num_classes)
+        while model.stride > STRIDES[name]:
+            model = grow(model)
+    else:
+        model = make_model(cfg, num_classes, name)
+    model = model.to(ctx.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg, ctx.device)
+    steps_per_epoch = max(1, len(_train_loader(train_ds, cfg, ctx, 0)))
+    lr_lambda = _lr_lambda(cfg, cfg.epochs * steps_per_epoch, steps_per_epoch, clock)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    weights = class_weights(cfg, train_ds, num_classes)
+    if weights is not None:
+        cfg.class_weights = weights  # the recorded recipe holds the weights that were used
+    weight = torch.tensor(weights, device=ctx.device) if weights else None
+    train_model: nn.Module = model
+    if ctx.distributed:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    return _Run(
+        name, Path(cfg.out), model, train_model, optimizer, scheduler,
+        torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16),
+        SegmentationLoss(weight=weight).to(ctx.device), num_classes,
+        list(_dataset_attr(train_ds, "classes")), steps_per_epoch,
+    )
+
+
+def _restore(run: _Run) -> None:
+    """Continue ``run`` from its ``last.pt``: weights, optimizer, schedule, scaler, RNG, history."""
+    ckpt = load_checkpoint(run.last_path, map_location="cpu")
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{run.last_path} is not an fcnlib training checkpoint")
+    if int(ckpt["num_classes"]) != run.num_classes:
+        raise CheckpointError(f"{run.last_path} has {ckpt['num_classes']} classes but the data has {run.num_classes}")
+    try:
+        run.model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{run.last_path} does not fit the recipe's model: {str(exc).splitlines()[0]}") from None
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    _set_rng_state(ckpt["rng"])
+    run.start_epoch, run.history = int(ckpt["epoch"]), list(ckpt["history"])
+    run.best_miou, run.seconds = float(ckpt["best_miou"]), float(ckpt.get("train_seconds", 0.0))
+
+
+def _checkpoint(run: _Run, cfg: TrainConfig, epoch: int, seconds: float) -> dict[str, Any]:
+    return {
+        "format": FORMAT, "model_name": run.name, "model": _unwrap(run.model).state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(), "epoch": epoch, "rng": _rng_state(), "config": cfg.to_dict(),
+        "num_classes": run.num_classes, "classes": run.classes, "history": run.history,
+        "best_miou": run.best_miou, "train_seconds": seconds,
+    }
+
+
+def train_one_epoch(run: _Run, loader: DataLoader, cfg: TrainConfig, ctx: Context, epoch: int,
+                    progress: bool = True, max_steps: int | None = None) -> float | None:
+    """One pass over ``loader``; returns the mean training loss (None if ``max_steps`` cut it short).
+
+    Raises :class:`TrainingDiverged` as soon as a checked loss is not finite.
+    """
+    run.train_model.train()
+    step = epoch * run.steps_per_epoch
+    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    finite = torch.ones((), dtype=torch.bool, device=ctx.device)
+    n_batches = 0
+    bar = tqdm(loader, desc=f"{run.name} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not (progress and ctx.is_main), dynamic_ncols=True)
+    for images, masks in bar:
+        if max_steps is not None and step >= max_steps:
+            return None
+        loss = train_step(run.train_model, images, masks, run.criterion, run.optimizer, run.scaler, ctx,
+                          cfg.channels_last)
+        run.scheduler.step()
+        step += 1
+        n_batches += 1
+        loss_sum += loss.double()
+        finite &= torch.isfinite(loss)
+        if n_batches % cfg.log_every == 0:
+            _check_finite(finite, run.name, epoch, step, run.last_path)
+            bar.set_postfix(loss=f"{loss_sum.item() / n_batches:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
+    n_total = torch.tensor(float(n_batches), device=ctx.device, dtype=torch.float64)
+    if ctx.distributed:
+        stats = torch.stack([loss_sum, n_total, (~finite).double()])
+        dist.all_reduce(stats)
+        loss_sum, n_total, finite = stats[0], stats[1], stats[2] == 0
+    _check_finite(finite, run.name, epoch, step, run.last_path)
+    return loss_sum.item() / max(1.0, float(n_total))
+
+
+def _save_epoch(run: _Run, cfg: TrainConfig, row: dict[str, Any], improved: bool, seconds: float) -> None:
+    state = _checkpoint(run, cfg, row["epoch"], seconds)
+    if improved:
+        atomic_save(state, run.best_path)
+    atomic_save(state, run.last_path)
+    _write_history(run.history, run.out)
+    if row["mIoU"] is not None:  # the curves change only where there is a validation point
+        _plot_history(run.history, run.out, f"{run.name} on {cfg.data}")
+    val = "" if row["mIoU"] is None else (
+        f" val_loss {row['val_loss']:.4f} pixAcc {row['pixAcc']:.4f} mIoU {row['mIoU']:.4f}")
+    tqdm.write(f"{run.name} epoch {row['epoch']}/{cfg.epochs}: train_loss {row['train_loss']:.4f}{val} "
+               f"({row['seconds']:.1f}s)")
 
 
 def train(
@@ -366,146 +584,73 @@ def train(
     progress: bool = True,
     max_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Train one model of recipe ``cfg`` into ``cfg.out``; returns ``best_miou``, the ``last`` metrics and ``history``.
+    """Train one model of recipe ``cfg`` into ``cfg.out``; returns ``best_miou``, the ``last`` metrics,
+    ``history`` and ``train_seconds`` (wall time of the whole run, across resumes).
 
-    ``resume`` continues from ``cfg.out/last.pt`` exactly (weights, optimizer, schedule, scaler,
-    RNG, history). ``parent`` (or ``cfg.init_from``) is a coarser model's checkpoint to grow from
-    (FCN-32s -> 16s -> 8s). ``max_steps`` stops after that many optimisation steps in total,
-    saving nothing for the unfinished epoch (used to simulate an interruption).
-    A non-finite loss raises :class:`TrainingDiverged`; checkpoints already written stay intact.
+    Writes ``last.pt`` (every epoch), ``best.pt`` (best validation mIoU), ``history.csv`` and
+    ``curves.png``. ``resume`` continues from ``cfg.out/last.pt`` exactly (weights, optimizer,
+    schedule, scaler, RNG, history). ``parent`` (or ``cfg.init_from``) is a coarser model's
+    checkpoint to grow from (FCN-32s -> 16s -> 8s). ``max_steps`` stops after that many
+    optimisation steps in total, saving nothing for the unfinished epoch (simulates an
+    interruption). ``cfg.max_minutes`` stops after the epoch in which the budget runs out (the poly
+    schedule follows the budget). A non-finite loss raises :class:`TrainingDiverged`; checkpoints
+    already written stay intact.
     """
+    started = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     ctx = setup_context(cfg.device, cfg.amp)
     out = Path(cfg.out)
-    name = model_name or cfg.model
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if ctx.is_main:
-        if resume and not last_path.is_file():
-            raise CheckpointError(f"nothing to resume: {last_path} does not exist")
-        if not resume and out.exists() and any(out.iterdir()) and not overwrite:
-            raise FileExistsError(f"output folder {out} exists and is not empty (use --overwrite or --resume)")
-        out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, resume, overwrite, ctx)
+    train_ds, val_ds = build_datasets(cfg, progress=progress and ctx.is_main)
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+    elapsed = {"before": 0.0}
 
-    train_ds, val_ds = build_datasets(cfg)
-    num_classes = _dataset_attr(train_ds, "num_classes")
-    classes = list(_dataset_attr(train_ds, "classes"))
-    torch.manual_seed(cfg.seed)
-    parent = parent or cfg.init_from
-    if parent is not None and not resume:
-        parent_model, _ = model_from_checkpoint(parent, num_classes)
-        model = parent_model
-        while model.stride > STRIDES[name]:
-            model = grow(model)
-    else:
-        model = make_model(cfg, num_classes, name)
-    model = model.to(ctx.device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    def seconds() -> float:
+        return elapsed["before"] + time.perf_counter() - started
 
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg, ctx.device)
-    loader0 = _train_loader(train_ds, cfg, ctx, 0)
-    steps_per_epoch = max(1, len(loader0))
-    total_steps = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps, steps_per_epoch))
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
-    weight = torch.tensor(cfg.class_weights, device=ctx.device) if cfg.class_weights else None
-    criterion = SegmentationLoss(weight=weight).to(ctx.device)
-
-    start_epoch, history, best_miou = 0, [], -1.0
+    clock = (lambda: seconds() / budget) if budget else None
+    run = _build_run(cfg, ctx, train_ds, model_name or cfg.model,
+                     None if resume else (parent or cfg.init_from), clock)
     if resume:
-        ckpt = load_checkpoint(last_path, map_location="cpu")
-        if ckpt.get("format") != FORMAT:
-            raise CheckpointError(f"{last_path} is not an fcnlib training checkpoint")
-        if int(ckpt["num_classes"]) != num_classes:
-            raise CheckpointError(f"{last_path} has {ckpt['num_classes']} classes but the data has {num_classes}")
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{last_path} does not fit the recipe's model: {str(exc).splitlines()[0]}") from None
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"])
-        start_epoch, history, best_miou = int(ckpt["epoch"]), list(ckpt["history"]), float(ckpt["best_miou"])
-
-    train_model: nn.Module = model
-    if ctx.distributed:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-        )
-    if cfg.compile:
-        train_model = torch.compile(train_model)
+        _restore(run)
+        elapsed["before"] = run.seconds
     vloader = val_loader(val_ds, ctx, cfg.val_batch_size, cfg.workers)
-
-    def checkpoint(epoch: int) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "model_name": name, "model": _unwrap(model).state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch, "rng": _rng_state(), "config": cfg.to_dict(),
-            "num_classes": num_classes, "classes": classes, "history": history, "best_miou": best_miou,
-        }
-
-    step = start_epoch * steps_per_epoch
     last: dict[str, Any] = {}
-    for epoch in range(start_epoch, cfg.epochs):
+    stopped_by_budget = False
+    for epoch in range(run.start_epoch, cfg.epochs):
         # Re-seed per epoch so augmentation and dropout depend only on (seed, epoch).
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        train_model.train()
-        loader = _train_loader(train_ds, cfg, ctx, epoch)
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
-        finite = torch.ones((), dtype=torch.bool, device=ctx.device)
-        n_batches = 0
-        bar = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (progress and ctx.is_main), dynamic_ncols=True)
-        for images, masks in bar:
-            if max_steps is not None and step >= max_steps:
-                return {"interrupted_at_step": step}
-            loss = train_step(train_model, images, masks, criterion, optimizer, scaler, ctx, cfg.channels_last)
-            scheduler.step()
-            step += 1
-            n_batches += 1
-            loss_sum += loss.double()
-            finite &= torch.isfinite(loss)
-            if n_batches % cfg.log_every == 0:
-                _check_finite(finite, name, epoch, step, last_path)
-                bar.set_postfix(loss=f"{loss_sum.item() / n_batches:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        if ctx.distributed:
-            stats = torch.stack([loss_sum, torch.tensor(float(n_batches), device=ctx.device, dtype=torch.float64),
-                                 (~finite).double()])
-            dist.all_reduce(stats)
-            loss_sum, n_total, finite = stats[0], stats[1], stats[2] == 0
-        else:
-            n_total = torch.tensor(float(n_batches))
-        _check_finite(finite, name, epoch, step, last_path)
+        loader = _train_loader(train_ds, cfg, ctx, epoch)
+        train_loss = train_one_epoch(run, loader, cfg, ctx, epoch, progress, max_steps)
+        if train_loss is None:
+            return {"interrupted_at_step": max_steps}
+        stopped_by_budget = budget is not None and seconds() >= budget
+        final = stopped_by_budget or epoch + 1 == cfg.epochs
         if ctx.distributed:  # DDP syncs BN statistics at the start of a forward: give every rank rank 0's
-            for buffer in model.buffers():
+            for buffer in run.model.buffers():
                 dist.broadcast(buffer, 0)
-        val = evaluate(model, vloader, num_classes, ctx, per_image=cfg.per_image, progress=progress)
-        row = {
-            "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
-            "train_loss": loss_sum.item() / max(1.0, float(n_total)), "val_loss": val["loss"],
-            "pixAcc": val["pixAcc"], "mIoU": val["mIoU"], "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        improved = val["mIoU"] > best_miou or not best_path.is_file()
-        if val["mIoU"] > best_miou:
-            best_miou = val["mIoU"]
-        last = {k: v for k, v in val.items() if k != "confusion"}
+        val: dict[str, Any] = {"loss": None, "pixAcc": None, "mIoU": None}
+        if final or (epoch + 1) % cfg.val_every == 0:
+            val = evaluate(run.model, vloader, run.num_classes, ctx, per_image=cfg.per_image,
+                           progress=progress, scale=cfg.eval_scale, flip=cfg.eval_flip)
+            last = {k: v for k, v in val.items() if k != "confusion"}
+        row = {"epoch": epoch + 1, "lr": run.scheduler.get_last_lr()[0], "train_loss": train_loss,
+               "val_loss": val["loss"], "pixAcc": val["pixAcc"], "mIoU": val["mIoU"],
+               "seconds": time.perf_counter() - t0}
+        run.history.append(row)
+        improved = val["mIoU"] is not None and (val["mIoU"] > run.best_miou or not run.best_path.is_file())
+        if improved:
+            run.best_miou = val["mIoU"]
         if ctx.is_main:
-            state = checkpoint(epoch + 1)
-            if improved:
-                atomic_save(state, best_path)
-            atomic_save(state, last_path)
-            _write_history(history, out)
-            _plot_history(history, out, f"{name} on {cfg.data}")
-            tqdm.write(
-                f"{name} epoch {row['epoch']}/{cfg.epochs}: train_loss {row['train_loss']:.4f} "
-                f"val_loss {row['val_loss']:.4f} pixAcc {row['pixAcc']:.4f} mIoU {row['mIoU']:.4f} "
-                f"({row['seconds']:.1f}s)"
-            )
+            _save_epoch(run, cfg, row, improved, seconds())
+        if stopped_by_budget:
+            break
     if ctx.distributed:
         dist.barrier()
-    return {"best_miou": best_miou, "last": last, "history": history, "out": str(out)}
+    return {"best_miou": run.best_miou, "last": last, "history": run.history, "out": str(out),
+            "train_seconds": seconds(), "stopped_by_budget": stopped_by_budget}
 
 
 def _check_finite(finite: Tensor, name: str, epoch: int, step: int, last_path: Path) -> None:
