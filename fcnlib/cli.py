@@ -112,8 +112,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    if args.scale is not None and not (args.scale > 0 and args.scale < float("inf")):
-        raise ConfigError(f"--scale must be a positive number, got {args.scale}")
+    if args.scale is not None and not all(0 < v < float("inf") for v in args.scale):
+        raise ConfigError(f"--scale must be positive numbers, got {' '.join(map(str, args.scale))}")
     out = Path(args.out) if args.out else None
     if out is not None:
         _refuse_existing(out, args.overwrite)
@@ -128,7 +128,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     loader = val_loader(ds, ctx, args.batch_size, args.workers)
     saved = ckpt.get("config") or {}
-    scale = args.scale if args.scale is not None else float(saved.get("eval_scale", 1.0))
+    if args.scale:
+        scale = args.scale[0] if len(args.scale) == 1 else list(args.scale)
+    else:
+        scale = float(saved.get("eval_scale", 1.0))
     flip = args.flip if args.flip is not None else bool(saved.get("eval_flip", False))
     res = evaluate(model, loader, ckpt["num_classes"], ctx, per_image=args.per_image, progress=not args.quiet,
                    scale=scale, flip=flip)
@@ -219,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--scale", type=float, default=None,
-                   help="input scale for the model, logits upsampled to full size (default: the recipe's eval_scale)")
+    p.add_argument("--scale", type=float, nargs="+", default=None, metavar="S",
+                   help="input scale(s) for the model; logits upsampled to full size and averaged over scales "
+                        "(default: the recipe's eval_scale)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average the mirrored image's logits (default: the recipe's eval_flip)")
     p.add_argument("--device", default="auto")

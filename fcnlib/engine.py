@@ -16,6 +16,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -274,7 +275,7 @@ def evaluate(
     per_image: bool = False,
     ignore_index: int = 255,
     progress: bool = True,
-    scale: float = 1.0,
+    scale: float | Sequence[float] = 1.0,
     flip: bool = False,
 ) -> dict[str, Any]:
     """Dataset-level metrics of ``model`` over ``loader`` (full-size images).
@@ -310,25 +311,38 @@ def evaluate(
     return result
 
 
-def eval_logits(model: nn.Module, images: Tensor, ctx: Context, *, scale: float = 1.0, flip: bool = False) -> Tensor:
+def _scales(scale: float | Sequence[float]) -> tuple[float, ...]:
+    scales = (float(scale),) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
+    if not scales or any(not (0 < s < float("inf")) for s in scales):
+        raise ValueError(f"scales must be positive numbers, got {scale!r}")
+    return scales
+
+
+def eval_logits(model: nn.Module, images: Tensor, ctx: Context, *, scale: float | Sequence[float] = 1.0,
+                flip: bool = False) -> Tensor:
     """float32 logits ``(B, C, H, W)`` for ``images (B, 3, H, W)``, run at ``scale`` x the size.
 
-    With ``scale != 1`` the input is resized (bilinear, antialiased) and the logits are upsampled
-    back to ``H x W`` (bilinear); ``flip`` adds the mirrored input's logits (flipped back) and
-    halves the sum.
+    For each scale ``s != 1`` the input is resized to ``round(s * H) x round(s * W)`` (bilinear,
+    antialiased) and the logits are upsampled back to ``H x W`` (bilinear); ``flip`` adds the
+    mirrored input's logits (flipped back). With several scales (or ``flip``) the result is the
+    mean of the logits of every pass.
     """
-    size = images.shape[-2:]
-    x = images
-    if scale != 1.0:
-        small = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
-        x = F.interpolate(images, size=small, mode="bilinear", align_corners=False, antialias=True)
-    with ctx.autocast():
-        logits = model(x).float()
-        if flip:
-            logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
-    if logits.shape[-2:] != size:
-        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-    return logits
+    size = tuple(images.shape[-2:])
+    total, passes = None, 0
+    for s in _scales(scale):
+        x = images
+        if s != 1.0:
+            small = (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
+            x = F.interpolate(images, size=small, mode="bilinear", align_corners=False, antialias=True)
+        for mirrored in (False, True) if flip else (False,):
+            with ctx.autocast():
+                logits = model(x.flip(-1) if mirrored else x).float()
+            logits = logits.flip(-1) if mirrored else logits
+            if tuple(logits.shape[-2:]) != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            total = logits if total is None else total + logits
+            passes += 1
+    return total / passes
 
 
 # ----------------------------------------------------------------------------------------------
