@@ -1,42 +1,43 @@
-"""Small helpers the book's chapters share: the run mode, the book's recipe, and its one trained model.
+"""The one seam between the book's chapters and fcnlib: the run mode, the data, the model.
 
-Chapter 6 trains the book's model with :func:`trained_model`; chapters 7 and 8 call the same
-function and get the saved result (or train it themselves when executed alone).
-
-``FCNBOOK_MODE``: ``smoke`` (synthetic shapes, width-reduced VGG16, CPU) or ``full`` (PASCAL VOC
-2012, full VGG16, GPU); default ``full`` when a GPU is present, else ``smoke``.
-``FCNBOOK_VOC_ROOT``: the VOC/SBD folder for full mode (default ``data/voc``).
-``FCNBOOK_RUNS``: the folder holding ``<mode>/<model>/best.pt`` (default ``runs/book`` in the
-repository, or in the working directory when fcnlib is installed from a wheel).
+``FCNBOOK_MODE``: ``smoke`` (CPU: the shipped CamVid model on real street scenes, or synthetic
+shapes where CamVid is absent) or ``full`` (a GPU: PASCAL VOC 2012 and full-width VGG16); the
+default is full on a GPU, smoke otherwise. ``FCNBOOK_CAMVID`` points at CamVid (default: the
+first of ``../shared/data/camvid`` beside the repository and ``data/camvid``; on Colab it is
+downloaded there). ``FCNBOOK_VOC_ROOT``: VOC/SBD for full mode (default ``data/voc``).
+``FCNBOOK_RUNS``: where full mode keeps its trained model (default ``runs/book``).
 """
 
 from __future__ import annotations
 
-import csv
 import os
+import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import TrainConfig
-from .engine import model_from_checkpoint, train, train_stages
-from .models import FCN
+from .config import TrainConfig, load_config
+from .data import DatasetError, build_dataset, download
+from .engine import train_stages
+from .trained import TrainedModel, load_trained
 
-__all__ = ["MODES", "SMOKE_EPOCHS", "setup", "book_mode", "runs_dir", "book_recipe", "trained_model"]
+__all__ = [
+    "MODES", "REPOSITORY_URL", "BookData", "setup", "book_mode", "runs_dir", "book_recipe", "camvid_root",
+    "book_data", "book_model", "demo_training", "on_colab",
+]
 
 MODES = ("smoke", "full")
-#: Epochs of the smoke-mode run: about a minute on a quiet 2-core CPU, mIoU well above chance.
-SMOKE_EPOCHS = 15
+#: The book's repository: launch buttons, install cells and the README use this URL (a test
+#: checks that they agree with ``_config.yml``). Set it to your fork.
+REPOSITORY_URL = "https://github.com/fcn-book/fcn-book"
+_REPO = Path(__file__).resolve().parent.parent
 
-# configs/voc-trainaug.yaml, spelled out so that the book also works from an installed wheel
-# (tests/test_book.py checks that the two agree).
-_VOC_RECIPE: dict[str, Any] = {
-    "stages": ["fcn32s", "fcn16s", "fcn8s"], "head": "paper", "upsample": "bilinear", "width": 1.0,
-    "batch_norm": False, "weights_backbone": "IMAGENET1K_V1", "data": "trainaug", "train_split": "train",
-    "val_split": "val", "crop_size": 480, "epochs": 20, "batch_size": 8, "val_batch_size": 1, "lr": 0.001,
-    "momentum": 0.9, "weight_decay": 0.0005, "schedule": "poly", "workers": 8,
-}  # fmt: skip
+
+def on_colab() -> bool:
+    return "google.colab" in sys.modules
 
 
 def book_mode(device: torch.device | None = None) -> str:
@@ -49,68 +50,126 @@ def book_mode(device: torch.device | None = None) -> str:
     return mode
 
 
+def _busy_cpu_threads() -> int | None:
+    """One intra-op thread when other work keeps the CPU busy (OpenMP threads that wait for a
+    taken core spin and slow each other several-fold); None (PyTorch's default) otherwise."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    return 1 if cores <= 4 and load > cores - 0.5 else None
+
+
 def setup() -> tuple[torch.device, str]:
-    """The device (cuda if available) and the book mode; prints both on one line."""
+    """The device (cuda if available) and the book mode; prints both and how to switch."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mode = book_mode(device)
-    print(f"device={device}, mode={mode}")
+    threads = _busy_cpu_threads() if device.type == "cpu" else None
+    if threads:
+        torch.set_num_threads(threads)
+    other = "full" if mode == "smoke" else "smoke"
+    print(f"device={device}, mode={mode} (set FCNBOOK_MODE={other} before starting to switch)")
     return device, mode
 
 
 def runs_dir(mode: str) -> Path:
-    """``$FCNBOOK_RUNS/<mode>``, default ``<repository>/runs/book/<mode>``."""
+    """``$FCNBOOK_RUNS/<mode>``, default ``runs/book/<mode>`` in the repository (or the working
+    directory when fcnlib is installed from a wheel)."""
     if mode not in MODES:
         raise ValueError(f"mode must be 'smoke' or 'full', got {mode!r}")
     if os.environ.get("FCNBOOK_RUNS"):
         return Path(os.environ["FCNBOOK_RUNS"]) / mode
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "pyproject.toml").is_file():  # installed from a wheel: no repository around
-        root = Path.cwd()
+    root = _REPO if (_REPO / "pyproject.toml").is_file() else Path.cwd()
     return root / "runs" / "book" / mode
 
 
 def book_recipe(mode: str, **overrides: Any) -> TrainConfig:
-    """The book's recipe: smoke = the synthetic-shapes recipe (configs/shapes.yaml, ``SMOKE_EPOCHS``
-    epochs), full = configs/voc-trainaug.yaml with ``data_root`` from ``FCNBOOK_VOC_ROOT``.
-    ``out`` is :func:`runs_dir` (models go into ``out/<model name>``); ``overrides`` replace any setting."""
-    if mode == "smoke":  # TrainConfig's defaults are the shapes recipe
-        values: dict[str, Any] = {"epochs": SMOKE_EPOCHS}
-    else:
-        values = {**_VOC_RECIPE, "data_root": os.environ.get("FCNBOOK_VOC_ROOT", "data/voc")}
+    """The recipe chapter 6 trains: smoke = the shipped ``shapes`` recipe, full = ``voc-trainaug``
+    with ``data_root`` from ``FCNBOOK_VOC_ROOT``; ``out`` is :func:`runs_dir`."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'smoke' or 'full', got {mode!r}")
+    cfg = load_config("shapes" if mode == "smoke" else "voc-trainaug")
+    values = cfg.to_dict()
+    if mode == "full":
+        values["data_root"] = os.environ.get("FCNBOOK_VOC_ROOT", "data/voc")
     values["out"] = str(runs_dir(mode))
     return TrainConfig.from_dict({**values, **overrides}, source=f"book recipe ({mode})")
 
 
-def _finished(out: Path, epochs: int) -> bool:
-    if not (out / "best.pt").is_file() or not (out / "history.csv").is_file():
-        return False
-    with open(out / "history.csv", newline="") as f:
-        return len(list(csv.DictReader(f))) >= epochs
+def _camvid_ok(root: Path) -> bool:
+    return (root / "test.txt").is_file() or (root / "test").is_dir()
 
 
-def trained_model(
-    mode: str, name: str = "fcn8s", *, progress: bool = False, **overrides: Any
-) -> tuple[FCN, dict[str, Any]]:
-    """The book's trained ``name`` model and its checkpoint (``best.pt``, on the CPU).
+def camvid_root(download_if_missing: bool | None = None) -> Path | None:
+    """CamVid's folder, or None (after printing one line saying how to get it).
 
-    Trains it (smoke: one model; full: the staged FCN-32s -> 16s -> 8s up to ``name``) only if
-    ``runs_dir(mode)/<name>`` holds no finished run; an interrupted run is resumed from ``last.pt``.
-    ``overrides`` go to :func:`book_recipe` and only matter when training happens. Each epoch
-    prints one line; ``progress`` adds tqdm bars (off by default: in a notebook they would be
-    widgets saved into the page).
+    Looks at ``FCNBOOK_CAMVID`` when it is set (only there), else at ``../shared/data/camvid``
+    beside the repository and ``data/camvid``; on Colab (or with ``download_if_missing=True``) downloads it to ``data/camvid``.
     """
-    cfg = book_recipe(mode, **overrides)
-    out = Path(cfg.out) / name
-    if cfg.stages:  # train_stages writes each stage into cfg.out/<stage>
-        if name not in cfg.stages:
-            raise ValueError(f"{name!r} is not one of the recipe's stages {cfg.stages}")
-        cfg.stages = cfg.stages[: cfg.stages.index(name) + 1]
+    if os.environ.get("FCNBOOK_CAMVID"):  # set: the only place to look (a missing path -> fallback)
+        candidates = [Path(os.environ["FCNBOOK_CAMVID"])]
     else:
-        cfg.model, cfg.out = name, str(out)
-    if not _finished(out, cfg.epochs):
-        resume = (out / "last.pt").is_file() or bool(cfg.stages)
-        if cfg.stages:
-            train_stages(cfg, resume=resume, overwrite=True, progress=progress)
-        else:
-            train(cfg, resume=resume, overwrite=True, progress=progress)
-    return model_from_checkpoint(out / "best.pt")
+        candidates = [_REPO.parent / "shared" / "data" / "camvid", Path("data/camvid").resolve()]
+    for root in candidates:
+        if _camvid_ok(root):
+            return root
+    if download_if_missing if download_if_missing is not None else on_colab():
+        target = Path("data/camvid").resolve()
+        try:
+            download("camvid", target)
+            return target
+        except DatasetError as exc:
+            print(f"CamVid download failed: {exc}")
+    print("CamVid not found (set FCNBOOK_CAMVID, or run `fcnlib download camvid --root data/camvid`); "
+          "this chapter falls back to the synthetic shapes.")
+    return None
+
+
+@dataclass(frozen=True)
+class BookData:
+    """The data set a chapter shows: name, root and the split its figures evaluate."""
+
+    name: str  # camvid | shapes | voc
+    root: Path | None
+    split: str
+
+    def dataset(self, split: str | None = None):
+        """The full-size evaluation dataset of ``split`` (default: :attr:`split`)."""
+        return build_dataset(self.name, self.root, split or self.split, train=False)
+
+
+def book_data(mode: str) -> BookData:
+    """Smoke: CamVid test where CamVid is present, else the synthetic shapes' val split; full: VOC val."""
+    if mode == "full":
+        return BookData("voc", Path(os.environ.get("FCNBOOK_VOC_ROOT", "data/voc")), "val")
+    root = camvid_root()
+    return BookData("camvid", root, "test") if root is not None else BookData("shapes", None, "val")
+
+
+def book_model(mode: str, data: BookData | None = None) -> TrainedModel:
+    """The model a chapter shows: smoke = the shipped weights for the data (``camvid-cpu`` or
+    ``shapes-demo``), full = the model chapter 6 trained (``runs_dir('full')/fcn8s/best.pt``)."""
+    data = data or book_data(mode)
+    if mode == "smoke":
+        return load_trained(weights="camvid-cpu" if data.name == "camvid" else "shapes-demo")
+    best = runs_dir("full") / "fcn8s" / "best.pt"
+    if not best.is_file():
+        raise FileNotFoundError(f"{best} does not exist yet: run chapter 6 in full mode first")
+    return load_trained(best)
+
+
+def demo_training(mode: str, minutes: float, **overrides: Any) -> dict[str, Any]:
+    """Chapter 6's demonstration: train the book's recipe for ``minutes`` of wall time.
+
+    Smoke mode trains into a fresh temporary folder each time (nothing is reused or shared between
+    chapters); full mode trains into ``runs_dir('full')`` and resumes there. Returns the result of
+    :func:`fcnlib.engine.train_stages` for the last stage, with ``out``.
+    """
+    out = Path(tempfile.mkdtemp(prefix="fcnbook-ch6-")) if mode == "smoke" else runs_dir(mode)
+    cfg = book_recipe(mode, max_minutes=minutes, out=str(out), **overrides)
+    if cfg.stages:  # a time budget per stage
+        cfg.max_minutes = minutes / len(cfg.stages)
+    resume = mode == "full" and any(out.glob("*/last.pt"))
+    results = train_stages(cfg, resume=resume, overwrite=not resume, progress=False)
+    return list(results.values())[-1]

@@ -8,11 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .constants import IGNORE_INDEX
+
 __all__ = ["pixel_cross_entropy", "SegmentationLoss"]
 
 
 def pixel_cross_entropy(
-    logits: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = 255
+    logits: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = IGNORE_INDEX
 ) -> Tensor:
     """Mean cross-entropy over the valid pixels of ``logits (B, C, H, W)`` against ``target (B, H, W)``.
 
@@ -42,7 +44,7 @@ class SegmentationLoss(nn.Module):
     down-weight auxiliary heads, e.g. 0.2 to 0.4).
     """
 
-    def __init__(self, weight: Tensor | None = None, ignore_index: int = 255, aux_weight: float = 1.0) -> None:
+    def __init__(self, weight: Tensor | None = None, ignore_index: int = IGNORE_INDEX, aux_weight: float = 1.0) -> None:
         super().__init__()
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .constants import IGNORE_INDEX
+
 __all__ = [
     "confusion_matrix",
     "metrics_from_confusion",
@@ -32,7 +34,7 @@ def _labels(output: Tensor) -> Tensor:
 
 
 def confusion_matrix(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255, validate: bool = True
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX, validate: bool = True
 ) -> Tensor:
     """``(C, C)`` int64 counts on the inputs' device: entry ``[t, p]`` = pixels of class t predicted p.
 
@@ -105,7 +107,7 @@ class SegmentationMetric:
     process before ``compute()``.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, per_image: bool = False, validate: bool = True):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, per_image: bool = False, validate: bool = True):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.per_image = per_image
@@ -233,7 +235,7 @@ def _shift(output: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, T
     return predict * valid, target
 
 
-def histc_pixel_accuracy(output: Tensor, target: Tensor, ignore_index: int = 255) -> tuple[int, int]:
+def histc_pixel_accuracy(output: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> tuple[int, int]:
     """The seed's pixel accuracy, fixed: ``(correct, labelled)`` pixel counts.
 
     Argmax over the float logits (not ``output.long()``), and the ignore label mapped to 0
@@ -246,7 +248,7 @@ def histc_pixel_accuracy(output: Tensor, target: Tensor, ignore_index: int = 255
 
 
 def histc_intersection_union(
-    output: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255
+    output: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> tuple[Tensor, Tensor]:
     """The seed's per-class ``(intersection, union)`` pixel counts via ``torch.histc``, fixed.
 

@@ -1,8 +1,9 @@
-"""Inference on arbitrary photos: robust image loading and memory-bounded full-resolution prediction.
+"""Inference on arbitrary photos: memory-bounded full-resolution prediction and its output files.
 
-:func:`load_image` turns a path, PIL image or numpy array into an upright 8-bit RGB PIL image;
 :func:`predict` returns an ``int64`` label map of exactly the image's size; :func:`predict_file`
-writes a palette mask PNG and an ``original | overlay`` PNG next to each other, atomically.
+writes a palette label-map PNG and an ``original | overlay | legend`` PNG, each atomically.
+:func:`load_image` (from :mod:`fcnlib.data.images`, re-exported here) turns a path, PIL image or
+numpy array into an upright 8-bit RGB PIL image and refuses images above ``max_image_pixels``.
 
 Why ``"scaled"`` is the default for big photos: a network trained on ~500 px crops has learned
 objects of a few hundred pixels. In a 5472 x 3648 photo the same objects are ten times larger and
@@ -13,28 +14,35 @@ training; the logits are then upsampled back to the original size (bilinearly) b
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
-from .checkpoint import atomic_write_bytes
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .data.classes import Color, flat_palette, voc_palette
+from .data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, ImageSource, load_image
+from .errors import one_line
+from .fileio import atomic_write
 
 __all__ = [
     "ImageError",
     "ImageSource",
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "DEFAULT_MAX_PIXELS",
+    "legend_panel",
     "load_image",
+    "output_paths",
+    "output_stems",
+    "plan_outputs",
     "predict",
     "predict_file",
 ]
@@ -44,158 +52,6 @@ __all__ = [
 DEFAULT_MAX_PIXELS = 1024 * 1024
 
 Mode = Literal["auto", "whole", "scaled", "tiled"]
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
-
-_ORIENTATION = 0x0112
-_BITS_PER_SAMPLE = 258
-
-
-class ImageError(ValueError):
-    """An image that cannot be read or converted; the message is one line and names the source."""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------
-
-
-def _bit_depth(im: Image.Image, data: np.ndarray) -> int:
-    """Bits per sample of a 16/32-bit grayscale image: from the TIFF tag if any, else the container."""
-    tags = getattr(im, "tag_v2", None)
-    if tags is not None and _BITS_PER_SAMPLE in tags:
-        bps = tags[_BITS_PER_SAMPLE]
-        bps = int(bps[0] if isinstance(bps, (tuple, list)) else bps)
-        if 8 < bps <= 32:
-            return bps
-    if im.mode.startswith("I;16"):
-        return 16
-    return 16 if data.size == 0 or int(data.max()) < 2**16 else 32
-
-
-def _high_bits_to_uint8(data: np.ndarray, bits: int) -> np.ndarray:
-    """Integer samples of ``bits`` significant bits -> uint8 by keeping the top 8 bits (``x >> (bits-8)``)."""
-    data = np.clip(data.astype(np.int64), 0, 2**bits - 1)
-    return (data >> (bits - 8)).astype(np.uint8)
-
-
-def _float_to_uint8(data: np.ndarray, name: str) -> np.ndarray:
-    data = np.asarray(data, dtype=np.float64)
-    if data.size and not np.isfinite(data).all():
-        raise ImageError(f"{name}: float image contains NaN or infinite values")
-    if data.size and (data.min() < -1e-6 or data.max() > 1 + 1e-6):
-        raise ImageError(
-            f"{name}: float image values must lie in [0, 1], got {data.min():.4g}..{data.max():.4g} "
-            "(divide 0..255 data by 255)"
-        )
-    return np.clip(np.floor(data * 255 + 0.5), 0, 255).astype(np.uint8)
-
-
-def _to_rgb(im: Image.Image, name: str, bits: int | None = None) -> Image.Image:
-    """Any PIL mode -> 'RGB'. Alpha (and palette/tRNS transparency) is composited over white."""
-    mode = im.mode
-    if mode == "RGB" and "transparency" not in im.info:
-        return im
-    if mode == "I" or mode.startswith("I;"):  # 16/32-bit integer grayscale
-        data = np.asarray(im)
-        gray = _high_bits_to_uint8(data, bits or _bit_depth(im, data))
-        return Image.fromarray(gray).convert("RGB")
-    if mode == "F":
-        return Image.fromarray(_float_to_uint8(np.asarray(im), name)).convert("RGB")
-    try:
-        if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
-            rgba = (im.convert("LA") if mode == "La" else im).convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, rgba).convert("RGB")
-        return im.convert("RGB")  # '1', 'L', 'P', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', ...
-    except (ValueError, OSError) as exc:
-        raise ImageError(f"{name}: cannot convert mode {mode!r} to RGB: {_one_line(exc)}") from None
-
-
-def _upright(im: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation (``ImageOps.exif_transpose``) only when it is not 1 (avoids a copy)."""
-    try:
-        orientation = im.getexif().get(_ORIENTATION, 1)
-    except Exception:  # noqa: BLE001 - unreadable EXIF is treated as "no orientation"
-        return im
-    if orientation in (2, 3, 4, 5, 6, 7, 8):
-        return ImageOps.exif_transpose(im)
-    return im
-
-
-def _array_to_image(arr: np.ndarray) -> Image.Image:
-    name = f"array{tuple(arr.shape)}"
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
-        raise ImageError(f"{name}: expected an H x W, H x W x 3 (RGB) or H x W x 4 (RGBA) array")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageError(f"{name}: empty image")
-    if arr.dtype == np.uint8:
-        data = arr
-    elif arr.dtype == np.bool_:
-        data = arr.astype(np.uint8) * 255
-    elif arr.dtype == np.uint16:
-        data = _high_bits_to_uint8(arr, 16)
-    elif np.issubdtype(arr.dtype, np.floating):
-        data = _float_to_uint8(arr, name)
-    else:
-        raise ImageError(f"{name}: unsupported dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
-    data = np.ascontiguousarray(data)
-    if data.ndim == 3 and data.shape[2] == 2:  # gray + alpha: build 'LA' from its bands
-        im = Image.merge("LA", [Image.fromarray(np.ascontiguousarray(data[:, :, i])) for i in (0, 1)])
-    else:
-        im = Image.fromarray(data)  # 'L', 'RGB' or 'RGBA'
-    return _to_rgb(im, name)
-
-
-def load_image(source: ImageSource) -> Image.Image:
-    """Load ``source`` as an upright 8-bit ``'RGB'`` PIL image.
-
-    ``source``: a path (str / PathLike), a PIL image, or a numpy array ``H x W`` (gray),
-    ``H x W x 3`` (RGB) or ``H x W x 4`` (RGBA) of dtype ``uint8``, ``uint16`` or float in ``[0, 1]``.
-
-    - EXIF orientation (tag 0x0112) is applied (``PIL.ImageOps.exif_transpose``), so the result has
-      the size a viewer shows; an RGB PIL image without orientation is returned as is (no copy).
-    - 16-bit grayscale (``'I;16*'``, and ``'I'``) keeps its top 8 significant bits: ``x >> (bits - 8)``
-      where ``bits`` is the file's bits per sample when the format records it (TIFF, e.g. 12),
-      else 16 (32 for ``'I'`` data beyond 65535); uint16 arrays use 16. Never clipped at 255.
-    - Alpha (RGBA, LA, PA, palette or tRNS transparency) is composited over **white**; CMYK,
-      palette ``'P'``, ``'1'``, ``'L'``, YCbCr, ... are converted with PIL.
-
-    Raises :class:`ImageError` (a ``ValueError``) with a one-line message naming the file for a
-    missing, empty (0 bytes), non-image, truncated or corrupt file; ``TypeError`` for other inputs.
-    """
-    if isinstance(source, Image.Image):
-        return _to_rgb(_upright(source), f"<PIL {source.mode} image>")
-    if isinstance(source, np.ndarray):
-        return _array_to_image(source)
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"expected a path, PIL image or numpy array, got {type(source).__name__}")
-    path = os.fspath(source)
-    name = _one_line(path)
-    if not os.path.exists(path):
-        raise ImageError(f"{name}: no such file")
-    if os.path.isdir(path):
-        raise ImageError(f"{name}: is a directory, not an image file")
-    if os.path.getsize(path) == 0:
-        raise ImageError(f"{name}: empty file (0 bytes)")
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now: truncated data raises here, inside the try
-            bits = None
-            if im.mode.startswith("I"):
-                bits = _bit_depth(im, np.asarray(im))
-            return _to_rgb(_upright(im), name, bits)
-    except ImageError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file, or a format PIL cannot read") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, EOFError, zlib.error, ...
-        raise ImageError(f"{name}: corrupt or truncated image ({type(exc).__name__}: {_one_line(exc)})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,9 +245,12 @@ def predict(
     return_probs: bool = False,
     progress: bool | None = None,
     strip_bytes: int = 64 * 2**20,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> Tensor:
     """Segment one image; returns an ``int64`` label map ``(H, W)`` on the CPU, ``H x W`` being the
-    size of ``load_image(image)`` (i.e. after EXIF orientation).
+    size of ``load_image(image, max_image_pixels)`` (i.e. after EXIF orientation). Images of more
+    than ``max_image_pixels`` pixels (default :data:`DEFAULT_MAX_IMAGE_PIXELS`, about 100 MP; None:
+    no limit) raise :class:`ImageError`, a file's from its header before it is decoded.
 
     Modes (``mode``):
 
@@ -432,21 +291,8 @@ def predict(
     ~560 MB with ``scales=(0.75, 1, 1.25), flip=True``; "tiled" (512/128) ~1.0 GB (most of it the
     full-width VGG16 activations of a 512 x 512 tile).
     """
-    if mode not in ("auto", "whole", "scaled", "tiled"):
-        raise ValueError(f"mode must be 'auto', 'whole', 'scaled' or 'tiled', got {mode!r}")
-    if int(train_size) < 1 or int(tile) < 1:
-        raise ValueError(f"train_size and tile must be >= 1, got {train_size} and {tile}")
-    if overlap is None:
-        overlap = int(tile) // 4
-    if not 0 <= int(overlap) < int(tile):
-        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
-    scales = tuple(float(s) for s in scales)
-    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
-        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
-    if strip_bytes < 1:
-        raise ValueError(f"strip_bytes must be positive, got {strip_bytes}")
-
-    img = load_image(image)
+    overlap, scales = _check_options(mode, train_size, tile, overlap, scales, strip_bytes)
+    img = load_image(image, max_image_pixels)
     H, W = img.height, img.width
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     if mode == "auto":
@@ -456,41 +302,22 @@ def predict(
         base = (max(1, round(H * r)), max(1, round(W * r)))
     else:
         base = (H, W)
-
-    if device is not None:
-        dev = torch.device(device)
-        model.to(dev)
-    else:
-        param = next(iter(model.parameters()), None)
-        dev = param.device if param is not None else torch.device("cpu")
-
-    def forward(array: np.ndarray) -> Tensor:
-        x = _normalize(array, dev)
-        with torch.inference_mode():
-            out = model(x[None])
-        if out.ndim != 4 or out.shape[0] != 1 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
-            raise RuntimeError(f"model returned {tuple(out.shape)} for an input of {tuple(x.shape[-2:])}")
-        return out[0].float()
-
+    if max_image_pixels is not None:  # train_size or scales must not blow the image up past the limit
+        h, w = (max(1, round(v * max(scales))) for v in base)
+        if h * w > max_image_pixels:
+            raise ImageError(
+                f"predicting at {w} x {h} px (train_size / scales) is more than the limit of {max_image_pixels:,} "
+                "pixels; lower --train-size or --scales, or raise --max-image-pixels"
+            )
+    dev = _model_device(model, device)
+    forward = _forward_function(model, dev)
     configs = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
     was_training = model.training
     model.eval()
     bar = None
     try:
         with torch.no_grad():
-            sources: list[_FullLogits | _TiledLogits] = []
-            arrays: dict[float, np.ndarray] = {}
-            for s, f in configs:
-                size = (max(1, round(base[0] * s)), max(1, round(base[1] * s)))
-                if s not in arrays:
-                    arrays[s] = np.array(_resize(img, size))  # writable copy for torch.from_numpy
-                arr = arrays[s][:, ::-1] if f else arrays[s]
-                if mode == "tiled":
-                    sources.append(_TiledLogits(forward, arr, tile, overlap, f, dev))
-                else:
-                    logits = forward(arr)
-                    sources.append(_FullLogits(logits.flip(-1) if f else logits))
-            del arrays
+            sources = _sources(img, base, configs, mode == "tiled", tile, overlap, forward, dev)
             num_tiles = sum(getattr(src, "num_tiles", 0) for src in sources)
             # progress=None: a bar for more than 8 tiles, on a terminal only (tqdm's disable=None).
             disable = (None if num_tiles > 8 else True) if progress is None else not progress
@@ -503,6 +330,75 @@ def predict(
         if bar is not None:
             bar.close()
         model.train(was_training)
+
+
+def _check_options(
+    mode: str, train_size: int, tile: int, overlap: int | None, scales: Sequence[float], strip_bytes: int
+) -> tuple[int, tuple[float, ...]]:
+    """The checked ``(overlap, scales)`` of :func:`predict`; ``ValueError`` naming a bad argument."""
+    if mode not in ("auto", "whole", "scaled", "tiled"):
+        raise ValueError(f"mode must be 'auto', 'whole', 'scaled' or 'tiled', got {mode!r}")
+    if int(train_size) < 1 or int(tile) < 1:
+        raise ValueError(f"train_size and tile must be >= 1, got {train_size} and {tile}")
+    overlap = int(tile) // 4 if overlap is None else int(overlap)
+    if not 0 <= overlap < int(tile):
+        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
+        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
+    if strip_bytes < 1:
+        raise ValueError(f"strip_bytes must be positive, got {strip_bytes}")
+    return overlap, scales
+
+
+def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """``device`` (the model is moved there), or the device of the model's parameters."""
+    if device is not None:
+        dev = torch.device(device)
+        model.to(dev)
+        return dev
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _forward_function(model: nn.Module, dev: torch.device) -> Callable[[np.ndarray], Tensor]:
+    """uint8 ``H x W x 3`` -> the model's float logits ``(C, H, W)`` (checked to keep the size)."""
+
+    def forward(array: np.ndarray) -> Tensor:
+        x = _normalize(array, dev)
+        with torch.inference_mode():
+            out = model(x[None])
+        if out.ndim != 4 or out.shape[0] != 1 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
+            raise RuntimeError(f"model returned {tuple(out.shape)} for an input of {tuple(x.shape[-2:])}")
+        return out[0].float()
+
+    return forward
+
+
+def _sources(
+    img: Image.Image,
+    base: tuple[int, int],
+    configs: Sequence[tuple[float, bool]],
+    tiled: bool,
+    tile: int,
+    overlap: int,
+    forward: Callable[[np.ndarray], Tensor],
+    dev: torch.device,
+) -> list[_FullLogits | _TiledLogits]:
+    """One logits source per ``(scale, flip)`` configuration, at ``base`` size times the scale."""
+    sources: list[_FullLogits | _TiledLogits] = []
+    arrays: dict[float, np.ndarray] = {}
+    for s, f in configs:
+        size = (max(1, round(base[0] * s)), max(1, round(base[1] * s)))
+        if s not in arrays:
+            arrays[s] = np.array(_resize(img, size))  # writable copy for torch.from_numpy
+        arr = arrays[s][:, ::-1] if f else arrays[s]
+        if tiled:
+            sources.append(_TiledLogits(forward, arr, tile, overlap, f, dev))
+        else:
+            logits = forward(arr)
+            sources.append(_FullLogits(logits.flip(-1) if f else logits))
+    return sources
 
 
 def _combine(
@@ -570,28 +466,119 @@ def _combine(
     return probs if probs is not None else labels
 
 
+
+
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
 
 
-def _flat_palette(palette: Sequence[Any]) -> list[int]:
-    """``[(r, g, b), ...]`` or a flat ``[r, g, b, r, ...]`` -> flat list of 768 ints (padded with 0)."""
-    items = list(palette)
-    if items and isinstance(items[0], (tuple, list, np.ndarray)):
-        flat = [int(v) for c in items for v in c]
-    else:
-        flat = [int(v) for v in items]
-    if len(flat) % 3 or len(flat) > 768 or any(not 0 <= v <= 255 for v in flat):
-        raise ValueError("palette must be up to 256 (r, g, b) colours with values in 0..255")
-    return flat + [0] * (768 - len(flat))
+def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """One distinct output name per input, in order: the file's stem, except that the second,
+    third, ... input with a stem already used (compared case-insensitively) gets ``<stem>-2``,
+    ``<stem>-3``, ... (the first such number that is neither used nor another input's own stem).
+
+    ``a/x.jpg b/x.png c/x.jpg`` -> ``x``, ``x-2``, ``x-3``; ``x.jpg x.png x-2.jpg`` -> ``x``,
+    ``x-3``, ``x-2``.
+    """
+    stems = [Path(p).stem for p in paths]
+    own = {s.casefold() for s in stems}
+    used: set[str] = set()
+    names = []
+    for stem in stems:
+        name, number = stem, 1
+        while name.casefold() in used or (number > 1 and name.casefold() in own):
+            number += 1
+            name = f"{stem}-{number}"
+        used.add(name.casefold())
+        names.append(name)
+    return names
 
 
-def _atomic_save_png(im: Image.Image, path: Path) -> None:
-    """Write ``im`` as PNG to ``path`` atomically (temp file in the same folder, then rename)."""
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    atomic_write_bytes(buf.getvalue(), path)
+def output_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """``(out_dir/<name>_mask.png, out_dir/<name>_overlay.png)``: the files :func:`predict_file` writes."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise ValueError(f"output name must be a plain file name, got {name!r}")
+    out = Path(out_dir)
+    return out / f"{name}_mask.png", out / f"{name}_overlay.png"
+
+
+def plan_outputs(
+    images: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, overwrite: bool = False
+) -> list[str]:
+    """The output names (:func:`output_stems`) for ``images``, checked before anything is written.
+
+    Raises ``FileExistsError`` if an output would replace one of the input images, or exists
+    already and ``overwrite`` is False.
+    """
+    names = output_stems(images)
+    inputs = {Path(p).resolve() for p in images}
+    for name in names:
+        for target in output_paths(out_dir, name):
+            if target.resolve() in inputs:
+                raise FileExistsError(one_line(f"{target} would replace an input image: choose another --out"))
+            if target.exists() and not overwrite:
+                raise FileExistsError(one_line(f"{target} exists (use --overwrite)"))
+    return names
+
+
+def _save_png(im: Image.Image, path: Path) -> None:
+    """Write ``im`` as PNG to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    atomic_write(path, lambda f: im.save(f, format="PNG"))
+
+
+def _legend_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at ``size`` px (its small bitmap font where FreeType is missing)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def legend_panel(classes: Sequence[str], colors: Sequence[Color], present: Sequence[int], height: int) -> Image.Image:
+    """A white RGB panel with, for each label in ``present``, a swatch of ``colors[label]``
+    (outlined in black) and the name ``classes[label]`` in black.
+
+    Text is 1/32 of ``height`` (11..72 px); entries fill columns of at most ``height`` px, so the
+    panel is ``height`` px high unless one entry alone is taller.
+    """
+    size = int(min(72, max(11, round(height / 32))))
+    font = _legend_font(size)
+    pad, line = max(2, size // 4), round(size * 1.4)
+    names = [str(classes[i]) for i in present]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    boxes = [measure.textbbox((0, 0), name, font=font) for name in names]
+    rows = max(1, min(len(names), (height - 2 * pad) // line))
+    cols = max(1, math.ceil(len(names) / rows))
+    rows = max(1, math.ceil(len(names) / cols))
+    column = size + 3 * pad + max((box[2] for box in boxes), default=0)
+    panel = Image.new("RGB", (pad + cols * column, max(height, 2 * pad + rows * line)), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    for k, (label, name, box) in enumerate(zip(present, names, boxes)):
+        col, row = divmod(k, rows)
+        x, y = pad + col * column, pad + row * line
+        top = y + (line - size) // 2
+        draw.rectangle([x, top, x + size - 1, top + size - 1], fill=tuple(colors[label]), outline=(0, 0, 0))
+        text_y = y + (line - (box[3] - box[1])) // 2 - box[1]
+        draw.text((x + size + pad, text_y), name, fill=(0, 0, 0), font=font)
+    return panel
+
+
+def _overlay_figure(img: Image.Image, labels: Tensor, classes: Sequence[str], colors: Sequence[Color]) -> Image.Image:
+    """``image | overlay | legend of the classes present`` on white, ``H`` px high (or the legend's height)."""
+    from .viz import overlay  # matplotlib is only imported when files are written
+
+    num_classes = len(classes)
+    drawn = overlay(img, labels, num_classes, colors=colors)
+    counts = torch.bincount(labels.flatten().clamp(0, num_classes), minlength=num_classes + 1)[:num_classes]
+    legend = legend_panel(classes, colors, torch.nonzero(counts).flatten().tolist(), img.height)
+    W, H = img.size
+    canvas = Image.new("RGB", (2 * W + legend.width, max(H, legend.height)), (255, 255, 255))
+    canvas.paste(img, (0, 0))
+    canvas.paste(Image.fromarray(drawn.permute(1, 2, 0).contiguous().numpy()), (W, 0))
+    del drawn
+    canvas.paste(legend, (2 * W, 0))
+    return canvas
 
 
 def predict_file(
@@ -602,45 +589,41 @@ def predict_file(
     classes: Sequence[str],
     palette: Sequence[Any] | None = None,
     overwrite: bool = False,
+    name: str | None = None,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     **predict_kwargs: Any,
 ) -> tuple[Path, Path]:
-    """Predict ``path`` and write ``<stem>_mask.png`` and ``<stem>_overlay.png`` into ``out_dir``.
+    """Predict ``path`` and write ``<name>_mask.png`` and ``<name>_overlay.png`` into ``out_dir``.
 
-    The mask is a palette (``'P'``) PNG whose pixel values are the labels and whose palette is
-    ``palette`` (``[(r, g, b), ...]``; default: the VOC palette); the overlay PNG is the original and the
-    :func:`fcnlib.viz.overlay` of the labels (colours from ``palette``) side by side, ``H x 2W``.
-    ``classes`` fixes the number of classes (checked against the model). Existing outputs raise
-    ``FileExistsError`` unless ``overwrite=True`` (checked before predicting). Each file is written
-    to a temporary file in ``out_dir`` and moved into place, so no truncated PNG is ever left.
+    ``name`` defaults to the file's stem (:func:`output_stems` makes distinct names for a list of
+    inputs). The mask is the label map: a palette (``'P'``) PNG of the image's size (after EXIF
+    orientation) whose pixel values are the class indices and whose palette is ``palette``
+    (``[(r, g, b), ...]``; default: the VOC palette). The overlay PNG is, side by side on white,
+    the image, the :func:`fcnlib.viz.overlay` of the labels (colours from ``palette``) and a legend
+    (:func:`legend_panel`: a swatch and the name of each class present). ``classes`` fixes the
+    number of classes (checked against the model). Existing outputs raise ``FileExistsError``
+    unless ``overwrite=True`` (checked before predicting). Each file is written to a temporary file
+    in ``out_dir`` and moved into place, so no truncated PNG is ever left. ``max_image_pixels`` and
     ``predict_kwargs`` go to :func:`predict`. Returns ``(mask_path, overlay_path)``.
     """
-    from .viz import _default_palette  # matplotlib is only imported when files are written
-    from .viz import overlay as draw_overlay
-
     src = Path(path)
-    out = Path(out_dir)
-    mask_path, overlay_path = out / f"{src.stem}_mask.png", out / f"{src.stem}_overlay.png"
+    mask_path, overlay_path = output_paths(out_dir, src.stem if name is None else name)
     if not overwrite:
         for p in (mask_path, overlay_path):
             if p.exists():
-                raise FileExistsError(_one_line(f"{p} exists (use --overwrite)"))
+                raise FileExistsError(one_line(f"{p} exists (use --overwrite)"))
     num_classes = len(classes)
     if not 1 <= num_classes <= 255:
         raise ValueError(f"need 1..255 classes for a palette PNG, got {num_classes}")
-    flat = _flat_palette(_default_palette() if palette is None else palette)
-    colors = [tuple(flat[3 * i : 3 * i + 3]) for i in range(num_classes)]
+    flat = flat_palette(voc_palette() if palette is None else palette)
+    colors: list[Color] = [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(num_classes)]
 
-    img = load_image(src)
-    labels = predict(model, img, num_classes=num_classes, **predict_kwargs)
-    out.mkdir(parents=True, exist_ok=True)
-
+    img = load_image(src, max_image_pixels)
+    labels = predict(model, img, num_classes=num_classes, max_image_pixels=max_image_pixels, **predict_kwargs)
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
     mask = Image.fromarray(labels.to(torch.uint8).numpy())
     mask.putpalette(flat)
-    _atomic_save_png(mask, mask_path)
+    _save_png(mask, mask_path)
     del mask
-
-    drawn = draw_overlay(img, labels, num_classes, colors=colors)
-    both = np.concatenate([np.asarray(img), drawn.permute(1, 2, 0).numpy()], axis=1)
-    del drawn
-    _atomic_save_png(Image.fromarray(both), overlay_path)
+    _save_png(_overlay_figure(img, labels, classes, colors), overlay_path)
     return mask_path, overlay_path

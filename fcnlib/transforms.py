@@ -25,8 +25,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from .constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -176,7 +176,7 @@ def train_transforms(
     scale_range: tuple[float, float] = (0.5, 2.0),
     hflip: bool = True,
     color_jitter: bool = True,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> SegmentationTransform:
     """Training augmentation: random scale, pad, random crop, flip, colour jitter, normalise.
 
@@ -208,7 +208,7 @@ def train_transforms(
     return SegmentationTransform(steps)
 
 
-def eval_transforms(ignore_index: int = 255) -> SegmentationTransform:
+def eval_transforms(ignore_index: int = IGNORE_INDEX) -> SegmentationTransform:
     """Full-size evaluation: only convert to float and normalise (no resize, no crop).
 
     ``ignore_index`` is accepted for symmetry with :func:`train_transforms`; nothing is padded.

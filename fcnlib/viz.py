@@ -23,7 +23,9 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
-from .data import voc_palette
+from .data.classes import Color
+from .data.classes import palette_colors as _color_list
+from .data.classes import voc_palette as _default_palette
 
 __all__ = [
     "colorize",
@@ -35,25 +37,7 @@ __all__ = [
     "read_history",
 ]
 
-Color = tuple[int, int, int]
 History = Union[Sequence[Mapping[str, Any]], str, os.PathLike]
-
-
-def _default_palette() -> list[Color]:
-    return [tuple(int(v) for v in c) for c in voc_palette()]
-
-
-def _color_list(palette: Sequence[Any]) -> list[Color]:
-    """``[(r, g, b), ...]`` or flat ``[r, g, b, ...]`` -> list of ``(r, g, b)`` (at most 256, validated)."""
-    items = list(palette)
-    if items and not isinstance(items[0], (tuple, list, np.ndarray)):
-        if len(items) % 3:
-            raise ValueError(f"a flat palette needs a multiple of 3 values, got {len(items)}")
-        items = [items[i : i + 3] for i in range(0, len(items), 3)]
-    colors = [tuple(int(v) for v in c) for c in items]
-    if len(colors) > 256 or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colors):
-        raise ValueError("palette must be up to 256 (r, g, b) colours with values in 0..255")
-    return colors
 
 
 def _palette_colors(palette: Sequence[Any] | None) -> list[Color]:

@@ -1,4 +1,4 @@
-"""fcnlib.bench: the benchmark runs end to end on the CPU (tiny profile) and writes well-formed results.
+"""fcnlib.bench: the suites (tiny profile) and the recipe entry run end to end on the CPU and write well-formed results.
 
 No speed is asserted here: speed targets live in the benchmark's own output (bench/README.md).
 """
@@ -137,3 +137,97 @@ def test_peak_memory_sees_a_cpu_allocation():
         x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
         del x
     assert pm.growth >= 48 * 2**20
+
+
+# ----------------------------------------------------------------------------------------------
+# fcnlib bench --config <recipe>
+# ----------------------------------------------------------------------------------------------
+
+TINY_RECIPE = """\
+data: shapes
+width: 0.0625
+crop_size: 64
+limit_train: 16
+limit_val: 4
+batch_size: 4
+val_batch_size: 2
+epochs: 1
+device: cpu
+amp: "off"
+threads: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    """One ``fcnlib bench --config`` run on a tiny shapes recipe; its JSON, output folder and the thread
+    count before the run."""
+    root = tmp_path_factory.mktemp("recipe")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    out = root / "results"
+    threads = torch.get_num_threads()
+    assert cli.main(["bench", "--config", str(recipe), "--steps", "2", "--out", str(out)]) == 0
+    return json.loads((out / "latest-recipe-tiny-cpu.json").read_text()), out, threads
+
+
+def test_recipe_result_keys_and_files(recipe_run):
+    result, out, _ = recipe_run
+    assert result["schema"] == "fcnlib-bench-recipe/1" and result["recipe_name"] == "tiny"
+    assert {"run", "device", "context", "model", "config", "data", "step", "epoch", "validation", "breakdown",
+            "load_average_start", "load_average_end", "setup_s", "wall_s", "units"} <= set(result)
+    assert {"command", "commit", "dirty", "machine", "python", "torch"} <= set(result["run"])
+    assert result["run"]["command"].startswith("fcnlib bench --config")
+    assert len(result["load_average_start"]) == 3 and len(result["load_average_end"]) == 3
+    assert result["context"] == {"device": "cpu", "amp": "off", "threads": 1, "workers": 0,
+                                 "channels_last": True, "compile": False}
+    assert result["config"]["width"] == 0.0625 and result["config"]["crop_size"] == 64
+    for name in result["files"].values():
+        assert (out / name).is_file()
+    assert (out / "latest-recipe-tiny-cpu.md").read_text().startswith("## fcnlib bench --config")
+
+
+def test_recipe_times_are_positive_and_share_is_a_fraction(recipe_run):
+    result = recipe_run[0]
+    d, s, e, v, b = (result[k] for k in ("data", "step", "epoch", "validation", "breakdown"))
+    assert d["samples"] == 16 and d["batches"] == 4 and d["workers"] == 0
+    assert e["steps"] == 4 and e["samples"] == 16 and v["images"] == 4 and v["batches"] == 2
+    assert s["steps"] == 2 and len(s["steps_ms"]) == 2 and s["batch_size"] == 4 and s["losses_finite"]
+    for x in (d["wall_s"], d["first_batch_s"], d["samples_per_s"], d["samples_per_s_per_worker"], s["median_ms"],
+              s["min_ms"], e["wall_s"], v["wall_s"], result["setup_s"], result["wall_s"], b["epoch_ratio"]):
+        assert _positive(x)
+    assert 0.0 <= b["data_wait_share"] <= 1.0
+    assert b["steps_x_step_s"] == pytest.approx(e["steps"] * s["median_ms"] / 1e3)
+
+
+def test_recipe_restores_the_thread_count(recipe_run):
+    assert torch.get_num_threads() == recipe_run[2]
+
+
+def test_breakdown_definitions():
+    from fcnlib.bench.recipe import breakdown
+
+    b = breakdown(epoch_s=10.0, steps=4, step_s=1.5, validation_s=2.0)
+    assert b["data_wait_s"] == pytest.approx(4.0) and b["data_wait_share"] == pytest.approx(0.4)
+    assert b["epoch_ratio"] == pytest.approx(12.0 / 8.0)
+    assert breakdown(epoch_s=5.0, steps=4, step_s=1.5, validation_s=0.0)["data_wait_share"] == 0.0  # clipped
+
+
+def test_bench_option_errors(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    assert cli.main(["bench", "--config", str(recipe), "--quick", "--out", str(tmp_path)]) == 2
+    assert cli.main(["bench", "--steps", "3", "--out", str(tmp_path)]) == 2
+    assert cli.main(["bench", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--quick does not apply" in err and "--steps applies only with --config" in err
+    assert "recipe not found" in err
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_run_info_lives_in_provenance():
+    from fcnlib import provenance
+
+    assert cli.run_info is provenance.run_info
+    info = provenance.run_info(["bench"])
+    assert info["command"] == "fcnlib bench" and info["torch"] == torch.__version__

@@ -38,11 +38,12 @@ def test_bad_mode_is_refused(monkeypatch, value):
         book.setup()
 
 
-def test_setup_prints_device_and_mode(monkeypatch, capsys):
+def test_setup_prints_device_mode_and_how_to_switch(monkeypatch, capsys):
     monkeypatch.setenv("FCNBOOK_MODE", "smoke")
     device, mode = book.setup()
     assert mode == "smoke" and device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert capsys.readouterr().out.strip() == f"device={device}, mode=smoke"
+    assert capsys.readouterr().out.strip() == (
+        f"device={device}, mode=smoke (set FCNBOOK_MODE=full before starting to switch)")
 
 
 def test_default_runs_dir_is_in_the_repository():
@@ -55,9 +56,9 @@ def test_default_runs_dir_is_in_the_repository():
 def test_smoke_recipe_is_the_shapes_recipe(monkeypatch, tmp_path):
     monkeypatch.setenv("FCNBOOK_RUNS", str(tmp_path))
     cfg = book.book_recipe("smoke")
-    assert cfg.out == str(tmp_path / "smoke") and cfg.epochs == book.SMOKE_EPOCHS
+    assert cfg.out == str(tmp_path / "smoke")
     expected = load_config(ROOT / "configs" / "shapes.yaml").to_dict()
-    assert {**cfg.to_dict(), "epochs": 0, "out": ""} == {**expected, "epochs": 0, "out": ""}
+    assert {**cfg.to_dict(), "out": ""} == {**expected, "out": ""}
     assert book.book_recipe("smoke", epochs=1, lr=0.5).lr == 0.5
 
 
@@ -66,32 +67,49 @@ def test_full_recipe_is_the_voc_trainaug_recipe(monkeypatch, tmp_path):
     cfg = book.book_recipe("full")
     assert cfg.data_root == "data/voc" and cfg.out == str(tmp_path / "full")
     expected = load_config(ROOT / "configs" / "voc-trainaug.yaml").to_dict()
-    assert {**cfg.to_dict(), "out": ""} == {**expected, "out": ""}
+    assert {**cfg.to_dict(), "out": "", "data_root": None} == {**expected, "out": "", "data_root": None}
     monkeypatch.setenv("FCNBOOK_VOC_ROOT", "/data/pascal")
     assert book.book_recipe("full").data_root == "/data/pascal"
     with pytest.raises(ValueError):
         book.book_recipe("bogus")
 
 
-def test_trained_model_trains_once_then_reuses(monkeypatch, tmp_path):
-    monkeypatch.setenv("FCNBOOK_RUNS", str(tmp_path))
-    monkeypatch.setattr(book, "SMOKE_EPOCHS", 1)
-    calls = []
-    real_train = book.train
-    monkeypatch.setattr(book, "train", lambda cfg, **kw: calls.append(cfg) or real_train(cfg, **kw))
-    tiny = dict(limit_train=16, limit_val=4, crop_size=64)
-    model, ckpt = book.trained_model("smoke", **tiny)
-    best = tmp_path / "smoke" / "fcn8s" / "best.pt"
-    assert len(calls) == 1 and calls[0].out == str(best.parent) and best.is_file()
-    assert model.stride == 8 and ckpt["epoch"] == 1 and ckpt["model_name"] == "fcn8s"
-    mtime = best.stat().st_mtime_ns
-    again, ckpt2 = book.trained_model("smoke", **tiny)
-    assert len(calls) == 1 and best.stat().st_mtime_ns == mtime  # not retrained
-    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
-        assert torch.equal(a, b)
+def test_one_repository_url_everywhere():
+    import json
+
+    import yaml
+
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert book.REPOSITORY_URL == url
+    for nb in sorted((ROOT / "chapters").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        installs = [line for line in code.splitlines() if "pip" in line and "install" in line]
+        assert installs, f"{nb.name} has no install cell"
+        for line in installs:
+            assert "git+" + url in line, (nb.name, line)
 
 
-def test_trained_model_rejects_unknown_stage(monkeypatch, tmp_path):
-    monkeypatch.setenv("FCNBOOK_RUNS", str(tmp_path))
-    with pytest.raises(ValueError, match="stages"):
-        book.trained_model("full", name="fcn4s")
+def test_camvid_is_found_or_the_fallback_is_announced(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("FCNBOOK_CAMVID", str(tmp_path / "missing"))
+    assert book.camvid_root(download_if_missing=False) is None
+    assert "CamVid not found" in capsys.readouterr().out
+    data = book.book_data("smoke")
+    assert (data.name, data.split) == ("shapes", "val")
+    (tmp_path / "cv" / "test").mkdir(parents=True)
+    monkeypatch.setenv("FCNBOOK_CAMVID", str(tmp_path / "cv"))
+    assert book.camvid_root(download_if_missing=False) == tmp_path / "cv"
+
+
+def test_book_model_is_the_shipped_model_of_the_data():
+    tm = book.book_model("smoke", book.BookData("shapes", None, "val"))
+    assert tm.source == "weights:shapes-demo" and tm.model.stride == 8
+    tm = book.book_model("smoke", book.BookData("camvid", Path("x"), "test"))
+    assert tm.source == "weights:camvid-cpu" and tm.num_classes == 11 and len(tm.palette) == 11
+
+
+def test_demo_training_runs_under_its_budget_in_a_fresh_folder(monkeypatch):
+    result = book.demo_training("smoke", minutes=0.001, limit_train=16, limit_val=4, crop_size=64, width=0.0625)
+    assert result["stopped_by_budget"] is True and len(result["history"]) == 1
+    again = book.demo_training("smoke", minutes=0.001, limit_train=16, limit_val=4, crop_size=64, width=0.0625)
+    assert again["out"] != result["out"]  # nothing reused between calls (or chapters)

