@@ -145,15 +145,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_settings(args: argparse.Namespace, card: dict) -> None:
+    """Fill the options not given from the weights' card (``card``) or the defaults."""
+    defaults = {"mode": "auto", "train_size": 512, "scales": [1.0], "flip": False, **card}
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import math
 
     from .config import ConfigError
     from .data.classes import palette_for_classes
     from .data.images import probe_image
-    from .engine import model_from_checkpoint, setup_context
-    from .predict import plan_outputs, predict_file
+    from .engine import setup_context
+    from .outputs import plan_outputs, predict_file
+    from .trained import load_trained
 
+    checkpoint, images = (None, args.inputs) if args.weights else (args.inputs[0], args.inputs[1:])
+    if not images:
+        raise ConfigError("no image given: fcnlib predict CHECKPOINT IMAGE... or --weights NAME IMAGE...")
+    card = {}
+    if args.weights:
+        from .models import get_weights
+
+        card = dict(get_weights(args.weights).meta.get("predict") or {})
+    _predict_settings(args, card)
     overlap = args.tile // 4 if args.overlap is None else args.overlap
     scales = " ".join(str(s) for s in args.scales)
     for ok, message in (
@@ -165,21 +183,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ):
         if not ok:
             raise ConfigError(message)
-    try:
-        ctx = setup_context(args.device, "off")
-    except FcnlibError:
-        raise
-    except (ValueError, RuntimeError) as exc:  # torch.device("foo"), CUDA without a GPU, ...
-        raise ConfigError(f"--device {args.device!r} cannot be used: {one_line(exc)}") from None
-    names = plan_outputs(args.images, args.out, overwrite=args.overwrite)  # distinct, nothing replaced
-    for image in args.images:  # missing, non-image or too large: refused before the model loads
+    ctx = setup_context(args.device, "off")
+    names = plan_outputs(images, args.out, overwrite=args.overwrite)  # distinct, nothing replaced
+    for image in images:  # missing, non-image or too large: refused before the model loads
         probe_image(image, args.max_image_pixels)
-    model, ckpt = model_from_checkpoint(args.checkpoint)
-    model = model.to(ctx.device)
-    classes = list(ckpt.get("classes") or [str(i) for i in range(ckpt["num_classes"])])
-    for image, name in zip(args.images, names):
+    trained = load_trained(checkpoint, args.weights)
+    model = trained.model.to(ctx.device)
+    palette = trained.palette or palette_for_classes(trained.classes)
+    for image, name in zip(images, names):
         paths = predict_file(
-            model, image, args.out, classes=classes, palette=palette_for_classes(classes), overwrite=args.overwrite,
+            model, image, args.out, classes=trained.classes, palette=palette, overwrite=args.overwrite,
             name=name, max_image_pixels=args.max_image_pixels, mode=args.mode, train_size=args.train_size,
             tile=args.tile, overlap=overlap, scales=tuple(args.scales), flip=args.flip, device=ctx.device,
         )
@@ -267,19 +280,25 @@ def build_parser() -> argparse.ArgumentParser:
                     "the coloured prediction and a legend of the classes present, side by side). <name> is the "
                     "image's file stem; a later image whose stem is already used gets <stem>-2, <stem>-3, ...",
     )
-    p.add_argument("checkpoint", help="best.pt or last.pt written by `fcnlib train`")
-    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, TIFF, ...; EXIF orientation, 16-bit, alpha)")
+    p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
+                   help="best.pt or last.pt written by `fcnlib train` (omitted with --weights), then image files "
+                        "(JPEG, PNG, TIFF, ...; EXIF orientation, 16-bit, alpha)")
+    p.add_argument("--weights", default=None, metavar="NAME",
+                   help="shipped weights instead of a checkpoint, e.g. camvid-cpu; --mode, --train-size, "
+                        "--scales and --flip then default to its card's settings")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
-    p.add_argument("--mode", default="auto", choices=["auto", "whole", "scaled", "tiled"],
-                   help="auto = whole up to 1 MP, else scaled (default: auto)")
-    p.add_argument("--train-size", type=int, default=512,
-                   help="longer side used by --mode scaled, px, >= 1: the training scale (default: 512)")
+    p.add_argument("--mode", default=None, choices=["auto", "whole", "scaled", "tiled"],
+                   help="auto = whole up to 1 MP, else scaled (default: auto, or the card's)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="longer side used by --mode scaled, px, >= 1: the training scale (default: 512, VOC's "
+                        "image size, or the card's)")
     p.add_argument("--tile", type=int, default=512, help="window size of --mode tiled, px, >= 1 (default: 512)")
     p.add_argument("--overlap", type=int, default=None,
                    help="overlap of neighbouring tiles, px, 0 <= overlap < tile (default: tile/4)")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0],
-                   help="multi-scale factors, positive, e.g. 0.75 1 1.25 (default: 1)")
-    p.add_argument("--flip", action="store_true", help="also average the horizontally flipped prediction")
+    p.add_argument("--scales", type=float, nargs="+", default=None,
+                   help="multi-scale factors, positive, e.g. 0.75 1 1.25; logits averaged (default: 1, or the card's)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="also average the horizontally flipped prediction (default: no, or the card's)")
     p.add_argument("--max-image-pixels", type=int, default=100_000_000, metavar="N",
                    help="refuse images of more than N pixels, judged from the file header before decoding "
                         "(default: 100000000, about 100 MP; predicting takes about 50 bytes per pixel)")

@@ -42,7 +42,7 @@ from .trained import make_model, model_from_checkpoint
 __all__ = [
     "TrainingDiverged", "Context", "setup_context", "pad_collate", "val_loader", "build_datasets",
     "make_model", "model_from_checkpoint", "eval_logits", "evaluate", "train_step", "train_one_epoch",
-    "make_optimizer", "lr_lambda", "train", "train_stages", "HISTORY_FIELDS",
+    "make_optimizer", "lr_lambda", "build_run", "train", "train_stages", "HISTORY_FIELDS",
 ]
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "pixAcc", "mIoU", "seconds"]
@@ -96,8 +96,13 @@ class _Run:
     seconds_before: float = 0.0  # wall time of earlier sessions of this run (resume)
 
 
-def _build_run(cfg: TrainConfig, ctx: Context, train_ds: Dataset, name: str, parent, out: OutputFolder,
-               budget_used) -> _Run:
+def build_run(cfg: TrainConfig, ctx: Context, train_ds: Dataset, name: str | None = None, parent=None,
+              out: OutputFolder | None = None, budget_used=None) -> _Run:
+    """Everything one run trains with: the model (grown from ``parent`` if given), optimiser,
+    schedule, scaler and loss (with the recipe's class weights), for ``train_ds``. ``out`` is
+    the run's output folder (default ``cfg.out``, not created here)."""
+    name = name or cfg.model
+    out = out if out is not None else OutputFolder(cfg.out, owner=False)
     num_classes = dataset_attr(train_ds, "num_classes")
     torch.manual_seed(cfg.seed)
     if parent is not None:
@@ -293,7 +298,7 @@ def train(
             return before["seconds"] + time.perf_counter() - started
 
         budget_used = (lambda: clock() / (cfg.max_minutes * 60)) if cfg.max_minutes else None
-        run = _build_run(cfg, ctx, train_ds, model_name or cfg.model, None if resume else (parent or cfg.init_from),
+        run = build_run(cfg, ctx, train_ds, model_name or cfg.model, None if resume else (parent or cfg.init_from),
                          out, budget_used)
         if resume:
             _check_resume_settings(cfg, load_checkpoint(out.last)["config"], out.last)

@@ -1,8 +1,7 @@
-"""Inference on arbitrary photos: memory-bounded full-resolution prediction and its output files.
+"""Inference on photos of any size: memory-bounded full-resolution prediction.
 
-:func:`predict` returns an ``int64`` label map of exactly the image's size; :func:`predict_file`
-writes a palette label-map PNG and an ``original | overlay | legend`` PNG, each atomically.
-:func:`load_image` (from :mod:`fcnlib.data.images`, re-exported here) turns a path, PIL image or
+:func:`predict` returns an ``int64`` label map of exactly the image's size (the files that
+``fcnlib predict`` writes are made by :mod:`fcnlib.outputs`). :func:`load_image` (from :mod:`fcnlib.data.images`, re-exported here) turns a path, PIL image or
 numpy array into an upright 8-bit RGB PIL image and refuses images above ``max_image_pixels``.
 
 Why ``"scaled"`` is the default for big photos: a network trained on ~500 px crops has learned
@@ -15,37 +14,27 @@ training; the logits are then upsampled back to the original size (bilinearly) b
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD
-from .data.classes import Color, flat_palette, voc_palette
 from .data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, ImageSource, load_image
-from .errors import one_line
-from .fileio import atomic_write
+from .tiling import FullLogits, TiledLogits, interp_index
 
-__all__ = [
-    "ImageError",
-    "ImageSource",
-    "DEFAULT_MAX_IMAGE_PIXELS",
-    "DEFAULT_MAX_PIXELS",
-    "legend_panel",
-    "load_image",
-    "output_paths",
-    "output_stems",
-    "plan_outputs",
-    "predict",
-    "predict_file",
-]
+__all__ = ["ImageError", "ImageSource", "DEFAULT_MAX_IMAGE_PIXELS", "DEFAULT_MAX_PIXELS", "load_image", "predict"]
+
+
+def __getattr__(name: str):  # the output-file helpers live in fcnlib.outputs (which imports predict)
+    if name in ("legend_panel", "output_paths", "output_stems", "plan_outputs", "predict_file"):
+        raise AttributeError(f"fcnlib.predict.{name} moved to fcnlib.outputs.{name}")
+    raise AttributeError(name)
 
 
 #: ``mode="auto"`` predicts the whole image at full resolution up to this many pixels (1 MP).
@@ -64,161 +53,6 @@ def _resize(im: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
     if (im.height, im.width) == (h, w):
         return im
     return im.resize((w, h), Image.Resampling.BILINEAR)  # antialiased when shrinking
-
-
-def _interp_index(out_len: int, in_len: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Per output index the two source indices and the weight of the second, as in
-    ``F.interpolate(mode="bilinear", align_corners=False)`` (one axis)."""
-    scale = in_len / out_len
-    src = ((torch.arange(out_len, dtype=torch.float64) + 0.5) * scale - 0.5).clamp_(min=0)
-    i0 = src.floor().long().clamp_(max=in_len - 1)
-    i1 = (i0 + 1).clamp_(max=in_len - 1)
-    lam = (src - i0.double()).float()
-    return i0, i1, lam
-
-
-class _FullLogits:
-    """Logits ``(C, h, w)`` of one configuration, computed on the whole (resized) image at once."""
-
-    def __init__(self, logits: Tensor) -> None:
-        self.logits = logits
-        self.channels = logits.shape[0]
-        self.size = (logits.shape[1], logits.shape[2])
-
-    def rows(self, a: int, b: int) -> Tensor:
-        return self.logits[:, a:b]
-
-
-def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    n = math.ceil((length - tile) / (tile - overlap)) + 1
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
-
-
-def _edge_ramp(n: int, overlap: int, low: bool, high: bool) -> Tensor:
-    """1-D tile weight: 1 inside, a linear ramp (never 0) over ``overlap`` px at edges shared with a neighbour."""
-    w = torch.ones(n)
-    r = min(overlap, n // 2)
-    if r > 0:
-        ramp = torch.arange(1, r + 1, dtype=torch.float32) / (r + 1)
-        if low:
-            w[:r] = ramp
-        if high:
-            w[n - r :] = ramp.flip(0)
-    return w
-
-
-class _TiledLogits:
-    """Sliding-window logits of one configuration, produced lazily one row of tiles at a time.
-
-    Only a rolling band of rows is kept: weighted logit sums ``(C, cap, w)`` and weight sums
-    ``(cap, w)`` with ``cap = tile + reserve`` (``reserve``: the most source rows one output strip
-    asks for). ``rows(a, b)`` must be called with non-decreasing ``a``; rows above ``a`` are dropped
-    (lazily: the band is compacted in place when the next tile row does not fit).
-    """
-
-    def __init__(
-        self,
-        forward: Callable[[np.ndarray], Tensor],
-        array: np.ndarray,
-        tile: int,
-        overlap: int,
-        flip: bool,
-        device: torch.device,
-    ) -> None:
-        self.forward, self.array, self.flip, self.device = forward, array, flip, device
-        self.bar: Any = None
-        h, w = array.shape[:2]
-        self.size = (h, w)
-        self.th, self.tw = min(tile, h), min(tile, w)
-        self.ys, self.xs = _tile_starts(h, self.th, overlap), _tile_starts(w, self.tw, overlap)
-        self.overlap = overlap
-        self.wx = [_edge_ramp(self.tw, overlap, x > 0, x + self.tw < w).to(device) for x in self.xs]
-        self.num_tiles = len(self.ys) * len(self.xs)
-        self.cap = self.th
-        self.next_row = 0  # next tile row to compute
-        self.buf0 = 0  # absolute row held at band index `off`
-        self.off = 0
-        self.end_row = 0  # rows < end_row have received all their tiles' contributions so far
-        self.acc: Tensor | None = None
-        self.wsum: Tensor | None = None
-        self._first: Tensor | None = None
-
-    @property
-    def channels(self) -> int:
-        if self._first is None and self.acc is None:
-            self._first = self._tile(self.ys[0], self.xs[0])
-        return (self._first if self._first is not None else self.acc).shape[0]
-
-    def reserve(self, rows: int) -> None:
-        """Room for ``rows`` requested rows on top of one tile row (call before the first ``rows``)."""
-        self.cap = min(max(self.cap, self.th + rows), self.size[0])
-
-    def _tile(self, y: int, x: int) -> Tensor:
-        logits = self.forward(self.array[y : y + self.th, x : x + self.tw])
-        if self.bar is not None:
-            self.bar.update(1)
-        return logits
-
-    def _compact(self) -> None:
-        """Move the live rows ``[off, off + n)`` to the front, in chunks that never overlap, and zero the rest."""
-        assert self.acc is not None and self.wsum is not None
-        n, d = max(0, self.end_row - self.buf0), self.off
-        if d == 0:
-            return
-        for i in range(0, n, d):
-            c = min(d, n - i)
-            self.acc[:, i : i + c].copy_(self.acc[:, d + i : d + i + c])
-            self.wsum[i : i + c].copy_(self.wsum[d + i : d + i + c])
-        self.acc[:, n:].zero_()
-        self.wsum[n:].zero_()
-        self.off = 0
-
-    def _advance(self) -> None:
-        y = self.ys[self.next_row]
-        self.next_row += 1
-        h, w = self.size
-        skip = max(0, self.buf0 - y)  # tile rows above the band are no longer needed
-        wy = _edge_ramp(self.th, self.overlap, y > 0, y + self.th < h).to(self.device)[skip:]
-        end = self.off + y + self.th - self.buf0
-        if self.acc is not None and end > self.acc.shape[1]:
-            self._compact()
-            end = y + self.th - self.buf0
-        if self.acc is not None and end > self.acc.shape[1]:  # reserve was too small: grow (a copy)
-            grow = end - self.acc.shape[1]
-            self.acc = torch.cat([self.acc, self.acc.new_zeros(self.acc.shape[0], grow, w)], 1)
-            self.wsum = torch.cat([self.wsum, self.wsum.new_zeros(grow, w)], 0)
-        r0 = end - self.th + skip
-        for x, wx in zip(self.xs, self.wx):
-            if self._first is not None:
-                logits, self._first = self._first, None
-            else:
-                logits = self._tile(y, x)
-            if self.acc is None:
-                self.acc = torch.zeros(logits.shape[0], max(self.cap, end), w, device=self.device)
-                self.wsum = torch.zeros(max(self.cap, end), w, device=self.device)
-            assert self.wsum is not None
-            weight = wy[:, None] * wx[None, :]
-            self.acc[:, r0:end, x : x + self.tw] += logits[:, skip:] * weight
-            self.wsum[r0:end, x : x + self.tw] += weight
-        self.end_row = max(self.end_row, y + self.th)
-
-    def rows(self, a: int, b: int) -> Tensor:
-        """Blended logits of rows ``[a, b)``: ``(C, b - a, w)`` (flipped back if the input was flipped)."""
-        if a < self.buf0:
-            raise RuntimeError("tiled rows must be requested in non-decreasing order")
-        if a > self.buf0:  # drop rows above a (only an offset; compaction happens when room is needed)
-            live = max(0, self.end_row - self.buf0)
-            self.off += min(a - self.buf0, live) if self.acc is not None else 0
-            if a - self.buf0 > live:  # skipped past every computed row: the band restarts empty
-                self.off = self.acc.shape[1] if self.acc is not None else 0
-            self.buf0 = a
-        while self.next_row < len(self.ys) and self.ys[self.next_row] < b:
-            self._advance()
-        assert self.acc is not None and self.wsum is not None
-        out = self.acc[:, self.off : self.off + b - a] / self.wsum[self.off : self.off + b - a]
-        return out.flip(-1) if self.flip else out
 
 
 def _normalize(array: np.ndarray, device: torch.device) -> Tensor:
@@ -265,8 +99,9 @@ def predict(
 
     ``scales`` are relative to the mode's base size (``H x W``, or ``train_size`` for "scaled");
     ``flip=True`` adds the horizontally flipped input (prediction flipped back). With more than one
-    prediction the softmax probabilities are averaged at ``H x W``; with one, the argmax is taken on
-    the logits directly (so ``"whole"`` equals ``model(x).argmax(1)`` exactly).
+    prediction their logits are averaged at ``H x W`` (as :func:`fcnlib.evaluation.eval_logits`
+    does, so that ``fcnlib eval`` and ``fcnlib predict`` agree); the argmax of one prediction is
+    taken on its logits directly (so ``"whole"`` equals ``model(x).argmax(1)`` exactly).
 
     The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored);
     ``device`` moves the model there (default: the device of its parameters). Inputs are scaled to
@@ -280,7 +115,7 @@ def predict(
     for 21 classes at 512). The output is produced in horizontal strips of ``strip_bytes / (4 * C * W)``
     rows: each strip is interpolated from the few source rows it needs (height with the bilinear
     weights of ``F.interpolate(..., align_corners=False)``, then width with ``F.interpolate``; equal
-    to upsampling everything at once up to float rounding), softmax-averaged if there are several
+    to upsampling everything at once up to float rounding), averaged if there are several
     predictions, and argmaxed into the int64 result. "tiled" keeps, per prediction, a band of
     ``tile + strip`` rows of weighted logit sums, ``4 * (C + 1) * (tile + strip) * w`` bytes (300 MB
     for 21 classes, tile 512 and a 5472 px wide image), compacted in place as it slides down.
@@ -323,7 +158,7 @@ def predict(
             disable = (None if num_tiles > 8 else True) if progress is None else not progress
             bar = tqdm(total=num_tiles, desc="tiles", unit="tile", disable=disable, leave=False)
             for src in sources:
-                if isinstance(src, _TiledLogits):
+                if isinstance(src, TiledLogits):
                     src.bar = bar
             return _combine(sources, (H, W), num_classes, return_probs, strip_bytes)
     finally:
@@ -384,9 +219,9 @@ def _sources(
     overlap: int,
     forward: Callable[[np.ndarray], Tensor],
     dev: torch.device,
-) -> list[_FullLogits | _TiledLogits]:
+) -> list[FullLogits | TiledLogits]:
     """One logits source per ``(scale, flip)`` configuration, at ``base`` size times the scale."""
-    sources: list[_FullLogits | _TiledLogits] = []
+    sources: list[FullLogits | TiledLogits] = []
     arrays: dict[float, np.ndarray] = {}
     for s, f in configs:
         size = (max(1, round(base[0] * s)), max(1, round(base[1] * s)))
@@ -394,22 +229,23 @@ def _sources(
             arrays[s] = np.array(_resize(img, size))  # writable copy for torch.from_numpy
         arr = arrays[s][:, ::-1] if f else arrays[s]
         if tiled:
-            sources.append(_TiledLogits(forward, arr, tile, overlap, f, dev))
+            sources.append(TiledLogits(forward, arr, tile, overlap, f, dev))
         else:
             logits = forward(arr)
-            sources.append(_FullLogits(logits.flip(-1) if f else logits))
+            sources.append(FullLogits(logits.flip(-1) if f else logits))
     return sources
 
 
 def _combine(
-    sources: Sequence[_FullLogits | _TiledLogits],
+    sources: Sequence[FullLogits | TiledLogits],
     size: tuple[int, int],
     num_classes: int | None,
     return_probs: bool,
     strip_bytes: int,
 ) -> Tensor:
-    """Upsample each source's logits to ``size`` strip by strip; argmax (one source) or argmax of the
-    mean softmax (several). Returns int64 labels ``(H, W)`` or float32 probabilities ``(C, H, W)``."""
+    """Upsample each source's logits to ``size`` strip by strip and take the argmax of their mean (as
+    :func:`fcnlib.evaluation.eval_logits` does). Returns int64 labels ``(H, W)`` or float32
+    probabilities ``(C, H, W)`` (the softmax of the mean logits)."""
     H, W = size
     C = sources[0].channels
     for src in sources:
@@ -422,12 +258,12 @@ def _combine(
     maps = {}
     for src in sources:
         if src.size[0] != H and src.size[0] not in maps:
-            maps[src.size[0]] = _interp_index(H, src.size[0])
+            maps[src.size[0]] = interp_index(H, src.size[0])
     rows = min(H, max(1, strip_bytes // (4 * C * W)))
     starts = torch.arange(0, H, rows)
     ends = (starts + rows).clamp(max=H)
     for src in sources:
-        if isinstance(src, _TiledLogits):  # the most source rows one strip will ask for
+        if isinstance(src, TiledLogits):  # the most source rows one strip will ask for
             if src.size[0] == H:
                 src.reserve(rows)
             else:
@@ -451,179 +287,12 @@ def _combine(
                 part = part[:, a] * (1 - t) + part[:, b] * t
             if w_s != W:
                 part = F.interpolate(part[None], size=(part.shape[1], W), mode="bilinear", align_corners=False)[0]
-            if len(sources) == 1:
-                total = part
-            else:
-                p = part.softmax(0)
-                total = p if total is None else total.add_(p)
+            total = part if total is None else total + part  # several passes: mean logits (no in-place: part may be a view)
             del part
         assert total is not None
         if labels is not None:
             # max(0).indices: the first maximal index, like argmax, but ~3x faster over dim 0 on CPU
             labels[y0:y1] = total.max(0).indices.cpu()
         if probs is not None:
-            probs[:, y0:y1] = (total.softmax(0) if len(sources) == 1 else total / len(sources)).cpu()
+            probs[:, y0:y1] = (total / len(sources)).softmax(0).cpu()
     return probs if probs is not None else labels
-
-
-
-
-# ----------------------------------------------------------------------------------------------
-# Files
-# ----------------------------------------------------------------------------------------------
-
-
-def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """One distinct output name per input, in order: the file's stem, except that the second,
-    third, ... input with a stem already used (compared case-insensitively) gets ``<stem>-2``,
-    ``<stem>-3``, ... (the first such number that is neither used nor another input's own stem).
-
-    ``a/x.jpg b/x.png c/x.jpg`` -> ``x``, ``x-2``, ``x-3``; ``x.jpg x.png x-2.jpg`` -> ``x``,
-    ``x-3``, ``x-2``.
-    """
-    stems = [Path(p).stem for p in paths]
-    own = {s.casefold() for s in stems}
-    used: set[str] = set()
-    names = []
-    for stem in stems:
-        name, number = stem, 1
-        while name.casefold() in used or (number > 1 and name.casefold() in own):
-            number += 1
-            name = f"{stem}-{number}"
-        used.add(name.casefold())
-        names.append(name)
-    return names
-
-
-def output_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """``(out_dir/<name>_mask.png, out_dir/<name>_overlay.png)``: the files :func:`predict_file` writes."""
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
-        raise ValueError(f"output name must be a plain file name, got {name!r}")
-    out = Path(out_dir)
-    return out / f"{name}_mask.png", out / f"{name}_overlay.png"
-
-
-def plan_outputs(
-    images: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, overwrite: bool = False
-) -> list[str]:
-    """The output names (:func:`output_stems`) for ``images``, checked before anything is written.
-
-    Raises ``FileExistsError`` if an output would replace one of the input images, or exists
-    already and ``overwrite`` is False.
-    """
-    names = output_stems(images)
-    inputs = {Path(p).resolve() for p in images}
-    for name in names:
-        for target in output_paths(out_dir, name):
-            if target.resolve() in inputs:
-                raise FileExistsError(one_line(f"{target} would replace an input image: choose another --out"))
-            if target.exists() and not overwrite:
-                raise FileExistsError(one_line(f"{target} exists (use --overwrite)"))
-    return names
-
-
-def _save_png(im: Image.Image, path: Path) -> None:
-    """Write ``im`` as PNG to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    atomic_write(path, lambda f: im.save(f, format="PNG"))
-
-
-def _legend_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's bundled font at ``size`` px (its small bitmap font where FreeType is missing)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):
-        return ImageFont.load_default()
-
-
-def legend_panel(classes: Sequence[str], colors: Sequence[Color], present: Sequence[int], height: int) -> Image.Image:
-    """A white RGB panel with, for each label in ``present``, a swatch of ``colors[label]``
-    (outlined in black) and the name ``classes[label]`` in black.
-
-    Text is 1/32 of ``height`` (11..72 px); entries fill columns of at most ``height`` px, so the
-    panel is ``height`` px high unless one entry alone is taller.
-    """
-    size = int(min(72, max(11, round(height / 32))))
-    font = _legend_font(size)
-    pad, line = max(2, size // 4), round(size * 1.4)
-    names = [str(classes[i]) for i in present]
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    boxes = [measure.textbbox((0, 0), name, font=font) for name in names]
-    rows = max(1, min(len(names), (height - 2 * pad) // line))
-    cols = max(1, math.ceil(len(names) / rows))
-    rows = max(1, math.ceil(len(names) / cols))
-    column = size + 3 * pad + max((box[2] for box in boxes), default=0)
-    panel = Image.new("RGB", (pad + cols * column, max(height, 2 * pad + rows * line)), (255, 255, 255))
-    draw = ImageDraw.Draw(panel)
-    for k, (label, name, box) in enumerate(zip(present, names, boxes)):
-        col, row = divmod(k, rows)
-        x, y = pad + col * column, pad + row * line
-        top = y + (line - size) // 2
-        draw.rectangle([x, top, x + size - 1, top + size - 1], fill=tuple(colors[label]), outline=(0, 0, 0))
-        text_y = y + (line - (box[3] - box[1])) // 2 - box[1]
-        draw.text((x + size + pad, text_y), name, fill=(0, 0, 0), font=font)
-    return panel
-
-
-def _overlay_figure(img: Image.Image, labels: Tensor, classes: Sequence[str], colors: Sequence[Color]) -> Image.Image:
-    """``image | overlay | legend of the classes present`` on white, ``H`` px high (or the legend's height)."""
-    from .viz import overlay  # matplotlib is only imported when files are written
-
-    num_classes = len(classes)
-    drawn = overlay(img, labels, num_classes, colors=colors)
-    counts = torch.bincount(labels.flatten().clamp(0, num_classes), minlength=num_classes + 1)[:num_classes]
-    legend = legend_panel(classes, colors, torch.nonzero(counts).flatten().tolist(), img.height)
-    W, H = img.size
-    canvas = Image.new("RGB", (2 * W + legend.width, max(H, legend.height)), (255, 255, 255))
-    canvas.paste(img, (0, 0))
-    canvas.paste(Image.fromarray(drawn.permute(1, 2, 0).contiguous().numpy()), (W, 0))
-    del drawn
-    canvas.paste(legend, (2 * W, 0))
-    return canvas
-
-
-def predict_file(
-    model: nn.Module,
-    path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    classes: Sequence[str],
-    palette: Sequence[Any] | None = None,
-    overwrite: bool = False,
-    name: str | None = None,
-    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-    **predict_kwargs: Any,
-) -> tuple[Path, Path]:
-    """Predict ``path`` and write ``<name>_mask.png`` and ``<name>_overlay.png`` into ``out_dir``.
-
-    ``name`` defaults to the file's stem (:func:`output_stems` makes distinct names for a list of
-    inputs). The mask is the label map: a palette (``'P'``) PNG of the image's size (after EXIF
-    orientation) whose pixel values are the class indices and whose palette is ``palette``
-    (``[(r, g, b), ...]``; default: the VOC palette). The overlay PNG is, side by side on white,
-    the image, the :func:`fcnlib.viz.overlay` of the labels (colours from ``palette``) and a legend
-    (:func:`legend_panel`: a swatch and the name of each class present). ``classes`` fixes the
-    number of classes (checked against the model). Existing outputs raise ``FileExistsError``
-    unless ``overwrite=True`` (checked before predicting). Each file is written to a temporary file
-    in ``out_dir`` and moved into place, so no truncated PNG is ever left. ``max_image_pixels`` and
-    ``predict_kwargs`` go to :func:`predict`. Returns ``(mask_path, overlay_path)``.
-    """
-    src = Path(path)
-    mask_path, overlay_path = output_paths(out_dir, src.stem if name is None else name)
-    if not overwrite:
-        for p in (mask_path, overlay_path):
-            if p.exists():
-                raise FileExistsError(one_line(f"{p} exists (use --overwrite)"))
-    num_classes = len(classes)
-    if not 1 <= num_classes <= 255:
-        raise ValueError(f"need 1..255 classes for a palette PNG, got {num_classes}")
-    flat = flat_palette(voc_palette() if palette is None else palette)
-    colors: list[Color] = [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(num_classes)]
-
-    img = load_image(src, max_image_pixels)
-    labels = predict(model, img, num_classes=num_classes, max_image_pixels=max_image_pixels, **predict_kwargs)
-    mask_path.parent.mkdir(parents=True, exist_ok=True)
-    mask = Image.fromarray(labels.to(torch.uint8).numpy())
-    mask.putpalette(flat)
-    _save_png(mask, mask_path)
-    del mask
-    _save_png(_overlay_figure(img, labels, classes, colors), overlay_path)
-    return mask_path, overlay_path

@@ -20,7 +20,8 @@ def git_state(folder: str | os.PathLike | None = None) -> tuple[str | None, bool
     """``(commit, dirty)`` of the git checkout holding ``folder`` (default: fcnlib's own folder).
 
     ``dirty`` is whether tracked files differ from the commit (untracked files do not count).
-    Both are ``None`` outside a checkout (an installed wheel) or where git is missing.
+    Outside a checkout (an installed wheel, a copy without ``.git``) both come from the
+    ``FCNLIB_COMMIT`` environment variable (``<sha>`` or ``<sha>-dirty``) if it is set, else ``None``.
     """
     cwd = Path(folder) if folder is not None else Path(__file__).resolve().parent
     try:
@@ -32,7 +33,10 @@ def git_state(folder: str | os.PathLike | None = None) -> tuple[str | None, bool
             cwd=cwd,
         ).stdout.strip()) if commit else None
     except (OSError, subprocess.SubprocessError):
-        return None, None
+        commit, dirty = None, None
+    if commit is None and os.environ.get("FCNLIB_COMMIT"):  # a copy without .git (e.g. a lent GPU machine)
+        given = os.environ["FCNLIB_COMMIT"]
+        return given.removesuffix("-dirty"), given.endswith("-dirty")
     return commit, dirty
 
 

@@ -117,7 +117,7 @@ def test_existing_output_folder_is_refused(capsys, tmp_path):
     out.mkdir()
     (out / "best.pt").write_bytes(b"precious")
     code, _, err = run(capsys, "train", "--out", out, "--epochs", "1", "--quiet")
-    assert_one_line_error(code, err, "use --overwrite or --resume")
+    assert_one_line_error(code, err, "continue its run with --resume, replace it with --overwrite")
     assert (out / "best.pt").read_bytes() == b"precious"
 
 

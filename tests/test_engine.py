@@ -81,8 +81,8 @@ def test_existing_output_is_refused_and_resume_needs_a_checkpoint(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = tiny(tmp_path, epochs=1)
-    train(cfg, progress=False)
+    cfg = tiny(tmp_path, epochs=2)
+    assert train(cfg, progress=False, max_steps=48 // 8) == {"interrupted_at_step": 6}  # epoch 1 saved
     last = tmp_path / "run" / "last.pt"
     before = file_sha256(last)
     from fcnlib import engine
@@ -208,10 +208,10 @@ def test_ddp_two_processes_give_the_same_metrics_as_one(tmp_path):
 
 def test_trainaug_recipe_validates_on_voc_val(monkeypatch):
     """configs/voc-trainaug.yaml: trainaug has no val split, so validation uses VOC 2012 val."""
-    from fcnlib import data, engine
+    from fcnlib import loaders
     from fcnlib.config import load_config
 
     calls = []
-    monkeypatch.setattr(data, "build_dataset", lambda name, root, split, train, **kw: calls.append((name, split, train)))
-    engine.build_datasets(load_config(REPO / "configs" / "voc-trainaug.yaml"))
+    monkeypatch.setattr(loaders, "build_dataset", lambda name, root, split, train, **kw: calls.append((name, split, train)))
+    loaders.build_datasets(load_config(REPO / "configs" / "voc-trainaug.yaml"))
     assert calls == [("trainaug", "train", True), ("voc", "val", False)]

@@ -157,6 +157,32 @@ def test_gpu_check_steps_are_timed_and_a_failing_step_does_not_stop_the_next(tmp
     assert_comes_back(out)
 
 
+@needs_bash
+def test_gpu_check_camvid_steps_rehearsed_on_the_cpu_with_a_carried_copy(tmp_path):
+    """The train and eval command lines of the GPU run, on a tiny carried CamVid with a tiny model."""
+    src = make_fake_camvid(tmp_path / "camvid")
+    copy = tmp_path / "carry"
+    assert carry("--src", src, "--dst", copy).returncode == 0
+    out = tmp_path / "out"
+    proc = gpu_check(COMMIT, out, GPU_CHECK_STEPS="camvid-train,camvid-eval", GPU_CHECK_DEVICE="cpu",
+                     GPU_CHECK_CAMVID=copy, GPU_CHECK_TRAIN_ARGS="--width 0.0625 --head light --crop-size 32 "
+                     "--batch-size 2 --val-batch-size 2 --workers 0 --epochs 1", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(s["name"], s["status"]) for s in summary["steps"]] == [("camvid-train", "ok"), ("camvid-eval", "ok")]
+    train_cmd = summary["steps"][0]["command"]
+    assert "--config configs/camvid.yaml" in train_cmd and f"--data-root {copy}" in train_cmd
+    assert "--max-minutes 2.00" in train_cmd  # the whole budget left: GPU_CHECK_MINUTES caps it
+    camvid = summary["results"]["camvid"]
+    assert camvid["max_minutes"] == 2.0 and camvid["epochs_run"] == 1
+    assert camvid["test"]["images"] == FAKE_SPLITS["test"] and 0 <= camvid["test"]["mIoU"] <= 1
+    record = json.loads((out / "camvid-gpu.json").read_text())
+    assert record["data"]["split"] == "test" and record["data"]["root"] == str(copy)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "camvid-gpu.json", "gpu_check-artifacts.tar.gz", "gpu_check.log", "summary.json"]
+    assert_comes_back(out)
+
+
 # ----------------------------------------------------------------------------------------------
 # tests/test_cuda.py without a GPU
 # ----------------------------------------------------------------------------------------------
@@ -286,8 +312,15 @@ def test_camvid_carry_refuses_existing_missing_and_unignored(tmp_path):
     (repo / ".gitignore").write_text("/data/camvid-carry/\n")
     proc = carry("--src", src, "--dst", repo / "data" / "camvid-carry", "--splits", "val")
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"travelling tree of .*: [0-9.]+ MiB \+ this copy [0-9.]+ MiB = [0-9.]+ MiB \(within", proc.stdout)
+    assert re.search(r"travelling tree of .*: [0-9.]+ MiB \+ this copy [0-9.]+ MiB = [0-9.]+ MiB", proc.stdout)
     assert 'carry=["data/camvid-carry"]' in proc.stdout
+
+    with open(repo / "big.bin", "wb") as f:  # untracked, not ignored: it travels (sparse: costs no disk)
+        f.truncate(64 * 2**20)
+    proc = carry("--src", src, "--dst", repo / "data" / "camvid-carry", "--splits", "val", "--overwrite")
+    assert proc.returncode == 2 and "the tree that travels would be" in proc.stderr, proc.stderr
+    assert (repo / "data" / "camvid-carry" / "val.txt").is_file()  # the earlier copy is left as it was
+    assert [p.name for p in (repo / "data").iterdir()] == ["camvid-carry"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,7 +344,8 @@ def test_ddp_check_bad_arguments(args, message):
 
 
 def test_ddp_check_outside_torchrun():
-    env = {k: v for k, v in _env().items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in _env().items() if k not in names}
     proc = ddp("--device", "cpu", env=env)
     assert proc.returncode == 2 and "run under torchrun" in proc.stderr
 

@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models import vgg16, vgg16_bn
 
 from fcnlib import models
+from fcnlib.models import BackboneWeightsError
 from fcnlib.models import FCNHead, build_model, cfgs, convolutionalize, fcn8s, fcn16s, fcn32s, grow, make_layers
 
 
@@ -147,7 +148,7 @@ def test_weights_backbone_from_saved_state_dict(tmp_path):
 
 
 def test_weights_backbone_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="backbone weights not found"):
+    with pytest.raises(BackboneWeightsError, match="backbone weights not found"):
         fcn8s(21, weights_backbone=tmp_path / "missing.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

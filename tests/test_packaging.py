@@ -47,7 +47,9 @@ def test_camvid_card_records_what_an_issue_asks_for():
 def test_a_changed_weights_file_is_refused(tmp_path):
     w = get_weights("camvid-cpu")
     bad = tmp_path / "camvid-cpu.pt"
-    bad.write_bytes(w.file.read_bytes()[:-1] + b"\0")
+    data = bytearray(w.file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
     from dataclasses import replace
 
     with pytest.raises(WeightsError, match="does not match the SHA-256"):

@@ -15,7 +15,8 @@ from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
 from fcnlib.models import fcn8s
-from fcnlib.predict import ImageError, load_image, predict, predict_file
+from fcnlib.outputs import predict_file
+from fcnlib.predict import ImageError, load_image, predict
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 N = 5
@@ -124,25 +125,25 @@ def test_scaled_upsamples_logits_of_the_resized_image(model):
     assert torch.equal(predict(model, img, mode="scaled", train_size=517), predict(model, img, mode="whole"))
 
 
-def test_flip_averages_softmax_with_flipped_prediction(model):
+def test_flip_averages_logits_with_flipped_prediction(model):
     img = smooth_image(120, 170)
-    a = logits_of(model, img).softmax(0)
-    b = logits_of(model, img[:, ::-1].copy()).softmax(0).flip(-1)
+    a = logits_of(model, img)
+    b = logits_of(model, img[:, ::-1].copy()).flip(-1)
     probs = predict(model, img, mode="whole", flip=True, return_probs=True)
-    assert torch.allclose(probs, (a + b) / 2, atol=1e-6)
+    assert torch.allclose(probs, ((a + b) / 2).softmax(0), atol=1e-6)
     assert torch.equal(predict(model, img, mode="whole", flip=True), (a + b).argmax(0))
     assert not torch.equal(a.argmax(0), b.argmax(0))  # flipping changes something
 
 
-def test_multiscale_averages_probabilities_at_original_size(model):
+def test_multiscale_averages_logits_at_original_size(model):
     img = smooth_image(120, 170)
     expected = torch.zeros(N, 120, 170)
     for s in (0.5, 1.5):
         resized = Image.fromarray(img).resize((round(170 * s), round(120 * s)), Image.Resampling.BILINEAR)
         logits = F.interpolate(logits_of(model, resized)[None], size=(120, 170), mode="bilinear", align_corners=False)
-        expected += logits[0].softmax(0) / 2
+        expected += logits[0] / 2
     probs = predict(model, img, mode="whole", scales=(0.5, 1.5), return_probs=True)
-    assert torch.allclose(probs, expected, atol=1e-6)
+    assert torch.allclose(probs, expected.softmax(0), atol=1e-5)
 
 
 def test_eval_mode_inference_mode_and_training_flag_restored(model):
@@ -462,7 +463,7 @@ def test_predict_re_exports_the_shared_loader():
 
 
 def test_output_stems_are_distinct_and_deterministic():
-    from fcnlib.predict import output_stems
+    from fcnlib.outputs import output_stems
 
     assert output_stems(["a/x.jpg", "b/x.png", "c/x.jpg"]) == ["x", "x-2", "x-3"]
     assert output_stems(["x.jpg", "x.png", "x-2.jpg"]) == ["x", "x-3", "x-2"]
@@ -472,7 +473,7 @@ def test_output_stems_are_distinct_and_deterministic():
 
 
 def test_plan_outputs_refuses_existing_files_and_inputs(tmp_path):
-    from fcnlib.predict import plan_outputs
+    from fcnlib.outputs import plan_outputs
 
     (tmp_path / "x_mask.png").write_bytes(b"old")
     assert plan_outputs(["a/x.jpg", "b/y.jpg"], tmp_path / "new") == ["x", "y"]
@@ -493,7 +494,7 @@ def _colour_pixels(picture: np.ndarray, colour) -> int:
 
 
 def test_legend_panel_has_a_swatch_per_present_class():
-    from fcnlib.predict import legend_panel
+    from fcnlib.outputs import legend_panel
 
     colours = _distinct_palette(8)
     classes = [f"class number {i}" for i in range(8)]

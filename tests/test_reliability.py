@@ -126,7 +126,7 @@ def test_shipped_recipes_load_by_name_and_by_path():
 def test_every_train_option_explains_itself(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    text = capsys.readouterr().out
+    text = capsys.readouterr().out.split("recipe settings", 1)[1]
     for f in TrainConfig.__dataclass_fields__:
         flag = "--" + f.replace("_", "-")
         block = text.split(flag + " ", 1)[1].split("\n  --", 1)[0]
@@ -147,7 +147,7 @@ def test_diverging_lr_saves_no_bad_checkpoint(tmp_path):
 
 
 def test_non_finite_weights_with_finite_loss_are_not_saved(tmp_path, monkeypatch):
-    train(tiny(tmp_path), progress=False)
+    assert train(tiny(tmp_path, epochs=2), progress=False, max_steps=2) == {"interrupted_at_step": 2}
     last = tmp_path / "run" / "last.pt"
     before = file_sha256(last)
     from fcnlib import engine
@@ -224,7 +224,7 @@ def test_leftover_temporaries_are_removed_and_files_get_normal_permissions(tmp_p
 def test_interrupted_first_epoch_says_what_to_do(tmp_path):
     cfg = tiny(tmp_path, epochs=2, limit_train=32, batch_size=8)
     assert train(cfg, progress=False, max_steps=2) == {"interrupted_at_step": 2}
-    with pytest.raises(OutputFolderError, match="stopped before its first epoch was saved; start again with --overwrite"):
+    with pytest.raises(OutputFolderError, match=r"stopped before its first epoch was saved\); start again with --overwrite"):
         train(cfg, resume=True, progress=False)
     (tmp_path / "run" / "notes.txt").write_text("x")
     with pytest.raises(OutputFolderError, match="continue its run with --resume, replace it with --overwrite"):
@@ -258,7 +258,7 @@ def test_max_minutes_stops_after_the_epoch_in_which_it_runs_out(tmp_path):
     assert len(result["history"]) == 1 and result["history"][0]["mIoU"] is not None  # validated
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["config"]["max_minutes"] == 1e-4
-    assert ckpt["train_seconds"] == pytest.approx(result["train_seconds"], rel=0.5)
+    assert 0 < ckpt["train_seconds"] <= result["train_seconds"]
     # the poly schedule followed the budget: the budget was spent, so the last rate is the floor
     steps = 16 // 8
     assert result["history"][0]["lr"] == pytest.approx(cfg.lr * (1 / (50 * steps)) ** cfg.poly_power, rel=1e-6)
@@ -355,3 +355,31 @@ def test_eval_never_writes_nan(capsys, tmp_path, checkpoint):
     record = json.loads(text)
     assert record["data"]["images"] == 2 and math.isfinite(record["metrics"]["mIoU"])
     assert record["evaluation"] == {"scale": 1.0, "flip": False, "device": "cpu", "amp": "off"}
+
+
+def _fake_camvid(root: Path, broken: str | None = None) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        lines = []
+        for i in range(4):
+            name = f"{split}{i}.png"
+            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / split / name)
+            Image.fromarray(rng.integers(0, 12, (48, 64), dtype=np.uint8), "L").save(root / f"{split}annot" / name)
+            lines.append(f"{split}/{name} {split}annot/{name}")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    if broken:
+        (root / broken).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root
+
+
+def test_broken_image_in_a_worker_is_the_datasets_one_line(capsys, tmp_path):
+    root = _fake_camvid(tmp_path / "camvid", broken="train/train2.png")
+    line = one_line_error(capsys, ["train", "--data", "camvid", "--data-root", root, "--workers", "2", "--width",
+                                   "0.0625", "--crop-size", "32", "--batch-size", "2", "--epochs", "1",
+                                   "--out", tmp_path / "run", "--quiet"], "train2.png")
+    assert "Traceback" not in line and "DataLoader worker" not in line and len(line) < 300, line

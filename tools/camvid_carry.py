@@ -7,7 +7,8 @@ Frames are re-encoded as JPEG (``--quality``, default 85); label PNGs are copied
 ``<split>.txt`` lists are rewritten for the copy (``<split>/<stem>.jpg <split>annot/<stem>.png``);
 README.md and the palettes are copied (the data's licence note travels with it). The copy is built
 in a temporary folder beside ``--dst`` and moved into place only if it is within ``--max-mb``
-MiB; otherwise it is deleted and the command fails (exit status 2). A destination inside a git
+MiB, and (inside a git work tree) only if that tree, as the device tool sends it, stays within
+64 MiB with the copy; otherwise it is deleted and the command fails (exit status 2). A destination inside a git
 work tree must be ignored by git (CamVid must never be committed): the command refuses otherwise
 and prints the line to add to .gitignore.
 
@@ -122,24 +123,31 @@ def git_ignore_problem(dst: Path) -> str | None:
             f"add the line '/{rel}/' to {root / '.gitignore'} (or to .git/info/exclude), or pass --allow-unignored")
 
 
-def travelling_tree_bytes(dst: Path) -> tuple[Path, int] | None:
-    """Bytes of the files of the work tree holding ``dst`` that travel without ``carry`` (tracked and
-    untracked-not-ignored), or None outside a git work tree."""
+def travelling_tree_bytes(dst: Path, skip: Path | None = None) -> tuple[Path, int] | None:
+    """``(root, bytes)``: the files of the git work tree holding ``dst`` that travel without ``carry``
+    (tracked and untracked-not-ignored; ``skip``, a folder, left out), or None if ``dst`` lies in none."""
     try:
         top = subprocess.run(["git", "-C", str(dst.parent), "rev-parse", "--show-toplevel"], capture_output=True,
                              text=True, timeout=10)
         if top.returncode != 0:
             return None
-        root = Path(top.stdout.strip())
-        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        root = Path(top.stdout.strip()).resolve()
+        if root not in dst.resolve().parents:
+            return None
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"],
                                 capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
+    skip_r = skip.resolve() if skip is not None else None
     total = 0
     for name in listed.stdout.decode("utf-8", "replace").split("\0"):
         path = root / name
-        if name and path.is_file() and not path.is_symlink():
-            total += path.stat().st_size
+        if not name or not path.is_file() or path.is_symlink():
+            continue
+        if skip_r is not None and skip_r in path.resolve().parents:
+            continue
+        total += path.stat().st_size
     return root, total
 
 
@@ -180,6 +188,7 @@ def make_copy(args: argparse.Namespace) -> int:
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
+    tree = None
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
@@ -206,6 +215,15 @@ def make_copy(args: argparse.Namespace) -> int:
         if total > args.max_mb * MIB:
             raise CarryError(f"the copy is {total / MIB:.1f} MiB, over --max-mb {args.max_mb:g}: nothing written "
                              f"(lower --quality or copy fewer --splits)")
+        tree = travelling_tree_bytes(dst, skip=tmp)
+        if tree is not None:
+            root, tree_bytes = tree
+            both = tree_bytes + total
+            print(f"travelling tree of {root}: {tree_bytes / MIB:.1f} MiB + this copy {total / MIB:.1f} MiB = "
+                  f"{both / MIB:.1f} MiB (the device tool's limit: {TRAVEL_LIMIT_MIB} MiB)")
+            if both > TRAVEL_LIMIT_MIB * MIB:
+                raise CarryError(f"the tree that travels would be {both / MIB:.1f} MiB, over {TRAVEL_LIMIT_MIB} MiB: "
+                                 f"nothing written (lower --quality or copy fewer --splits)")
         if dst.exists():
             shutil.rmtree(dst)
         os.replace(tmp, dst)
@@ -213,16 +231,8 @@ def make_copy(args: argparse.Namespace) -> int:
         if tmp.exists():
             shutil.rmtree(tmp)
     print(f"wrote {dst}")
-    tree = travelling_tree_bytes(dst)
     if tree is not None:
-        root, tree_bytes = tree
-        inside = dst_r == root.resolve() or root.resolve() in dst_r.parents
-        if inside:
-            both = tree_bytes + total
-            verdict = "within" if both <= TRAVEL_LIMIT_MIB * MIB else "OVER"
-            print(f"travelling tree of {root}: {tree_bytes / MIB:.1f} MiB + this copy {total / MIB:.1f} MiB = "
-                  f"{both / MIB:.1f} MiB ({verdict} the {TRAVEL_LIMIT_MIB} MiB limit)")
-            print(f"carry it with: carry=[\"{dst_r.relative_to(root.resolve()).as_posix()}\"]")
+        print(f"carry it with: carry=[\"{dst_r.relative_to(tree[0]).as_posix()}\"]")
     return 0
 
 

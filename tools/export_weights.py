@@ -4,7 +4,7 @@
         [--subset-results results/x-first20.json] [--terms TEXT] [--palette camvid|voc]
 
 The weights file is the model's state dict only (no optimizer state), saved with torch.save;
-the card gathers the architecture, classes, palette, normalisation, evaluation settings and
+the card gathers the defaults of ``fcnlib predict --weights NAME``, the architecture, classes, palette, normalisation, evaluation settings and
 metrics (from the ``fcnlib eval`` JSON given by --results), the recipe, command, commit, machine
 and training wall time, the number of parameters, the file's SHA-256 and the data's terms.
 """
@@ -60,6 +60,8 @@ def build_card(ckpt: dict, state_bytes: bytes, results: dict, subset: dict | Non
                      "history": ckpt.get("history", []),
                      "best_val_mIoU": ckpt.get("best_miou"), "command": args.train_command,
                      "commit": results["commit"], "machine": results["machine"]},
+        "predict": {"mode": args.predict_mode, "train_size": args.predict_train_size,
+                    "scales": args.predict_scales, "flip": args.predict_flip},
         "terms": args.terms,
     }
     if subset is not None:
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-command", required=True, help="the command that trained the checkpoint")
     p.add_argument("--palette", default="camvid", choices=["camvid", "voc", "shapes"])
     p.add_argument("--terms", default="")
+    p.add_argument("--predict-mode", default="auto", choices=["auto", "whole", "scaled", "tiled"],
+                   help="`fcnlib predict --weights NAME` defaults: mode")
+    p.add_argument("--predict-train-size", type=int, default=512, help="... longer side for mode scaled, px")
+    p.add_argument("--predict-scales", type=float, nargs="+", default=[1.0], help="... scales")
+    p.add_argument("--predict-flip", action="store_true", help="... flipped averaging")
     p.add_argument("--out", default=str(PRETRAINED_DIR))
     args = p.parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)

@@ -30,7 +30,9 @@ Environment: PYTHON (default python3), GPU_CHECK_STEPS (comma list, default all 
 GPU_CHECK_BUDGET_S (280), GPU_CHECK_MINUTES (2), GPU_CHECK_CAMVID (data/camvid-carry, relative to
 the repository root), GPU_CHECK_LIMIT_{ENV,TESTS,BENCH,DDP,TRAIN,EVAL} (per-step limits in
 seconds, 30 90 75 40 180 45), GPU_CHECK_WHEELS (folder of wheels to install first, default .whl),
-GPU_CHECK_KEEP_WORK=1 (keep the scratch folder).
+GPU_CHECK_KEEP_WORK=1 (keep the scratch folder). For rehearsing the wiring on a CPU only:
+GPU_CHECK_DEVICE=cpu (bench, ddp with gloo, train and eval on the CPU) and GPU_CHECK_TRAIN_ARGS
+(extra `fcnlib train` options, e.g. "--width 0.0625 --crop-size 32 --epochs 1").
 Exit status: 0 if every step passed; 1 if one failed, timed out or was skipped; 2 for bad arguments.
 EOF
 }
@@ -50,7 +52,8 @@ fi
 COMMIT=$1
 OUT_DIR=$2
 if ! [[ "$COMMIT" =~ ^([0-9a-fA-F]{7,40}([-+][A-Za-z0-9._-]+)?|unknown)$ ]]; then
-  die "COMMIT must be a commit id (7-40 hex digits, optionally with a suffix such as -dirty) or 'unknown', got '$COMMIT'"
+  die "COMMIT must be a commit id (7-40 hex digits, optionally with a suffix such as -dirty)" \
+    "or 'unknown', got '$COMMIT'"
 fi
 [ -n "$OUT_DIR" ] || die "OUT_DIR is empty"
 if [ -e "$OUT_DIR" ] && [ ! -d "$OUT_DIR" ]; then
@@ -87,6 +90,8 @@ int_or_die() {
 BUDGET=${GPU_CHECK_BUDGET_S:-280}
 MAX_MINUTES=${GPU_CHECK_MINUTES:-2}
 CAMVID=${GPU_CHECK_CAMVID:-data/camvid-carry}
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+TRAIN_ARGS=${GPU_CHECK_TRAIN_ARGS:-}
 L_ENV=${GPU_CHECK_LIMIT_ENV:-30}
 L_TESTS=${GPU_CHECK_LIMIT_TESTS:-90}
 L_BENCH=${GPU_CHECK_LIMIT_BENCH:-75}
@@ -98,6 +103,11 @@ for v in ENV TESTS BENCH DDP TRAIN EVAL; do
   l="L_$v"
   int_or_die "GPU_CHECK_LIMIT_$v" "${!l}"
 done
+case $DEVICE in
+  cuda) BACKEND=nccl ;;
+  cpu) BACKEND=gloo ;;  # a rehearsal of the wiring on a CPU (tests/test_gpu_check.py), not a GPU check
+  *) die "GPU_CHECK_DEVICE must be cuda or cpu, got '$DEVICE'" ;;
+esac
 [[ "$MAX_MINUTES" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "GPU_CHECK_MINUTES must be a number, got '$MAX_MINUTES'"
 EVAL_RESERVE=30  # seconds kept for camvid-eval when camvid-train sizes its budget
 TRAIN_MARGIN=35  # start-up, the epoch the budget runs out in, validation and checkpoints after M minutes
@@ -113,7 +123,7 @@ LOG="$OUT_DIR/gpu_check.log"
 : >"$LOG"
 : >"$WORK/steps.tsv"
 
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TQDM_MININTERVAL=10
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TQDM_MININTERVAL=10 FCNLIB_COMMIT="$COMMIT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 say() {
@@ -217,7 +227,7 @@ fi
 
 # --- 2. the benchmark -----------------------------------------------------------------------
 if want bench; then
-  run_step bench "$L_BENCH" "$PY" -m fcnlib bench --device cuda --quick --out "$WORK/bench"
+  run_step bench "$L_BENCH" "$PY" -m fcnlib bench --device "$DEVICE" --quick --out "$WORK/bench"
   newest=$(ls -t "$WORK"/bench/*.json 2>/dev/null | grep -v '/latest-' | head -n 1)
   if [ -n "$newest" ]; then
     cp -- "$newest" "$OUT_DIR/bench-cuda.json"
@@ -227,8 +237,8 @@ fi
 
 # --- 3. DDP under torchrun ------------------------------------------------------------------
 if want ddp; then
-  run_step ddp "$L_DDP" env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 tools/ddp_check.py \
-    --backend nccl --device cuda --out "$OUT_DIR/ddp-check.json"
+  run_step ddp "$L_DDP" env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$PY" -m torch.distributed.run --standalone \
+    --nproc_per_node 1 tools/ddp_check.py --backend "$BACKEND" --device "$DEVICE" --out "$OUT_DIR/ddp-check.json"
 fi
 
 # --- 4. CamVid: the full-width recipe for M minutes, then the test split ---------------------
@@ -249,7 +259,7 @@ if want camvid-train; then
       printf '{"max_minutes": %s, "data_root": "%s", "train_limit_s": %s}\n' "$minutes" "$CAMVID" "$limit" \
         >"$WORK/camvid.json"
       run_step camvid-train "$limit" "$PY" -m fcnlib train --config configs/camvid.yaml --data-root "$CAMVID" \
-        --max-minutes "$minutes" --out "$RUN_DIR" --quiet
+        --max-minutes "$minutes" --out "$RUN_DIR" --quiet $TRAIN_ARGS
     fi
   fi
 fi
@@ -262,7 +272,7 @@ if want camvid-eval; then
     skip camvid-eval "no checkpoint from camvid-train in $RUN_DIR"
   else
     run_step camvid-eval "$L_EVAL" "$PY" -m fcnlib eval "$ckpt" --data camvid --data-root "$CAMVID" --split test \
-      --device cuda --batch-size 4 --workers 4 --out "$OUT_DIR/camvid-gpu.json" --quiet
+      --device "$DEVICE" --batch-size 4 --workers 4 --out "$OUT_DIR/camvid-gpu.json" --quiet
   fi
 fi
 

@@ -186,7 +186,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-ENV_MODULES = ("torchvision", "numpy", "PIL", "yaml", "tqdm", "matplotlib", "pytest", "scipy", "fcnlib")
+ENV_DISTRIBUTIONS = ("torchvision", "numpy", "pillow", "pyyaml", "tqdm", "matplotlib", "pytest", "scipy")
 
 
 def write_env(path: Path) -> int:
@@ -210,12 +210,15 @@ def write_env(path: Path) -> int:
                 info["nccl"] = f"unknown ({type(exc).__name__})"
     except Exception as exc:  # noqa: BLE001
         info["torch_error"] = f"{type(exc).__name__}: {exc}"
-    for name in ENV_MODULES:
+    from importlib import metadata, util
+
+    for name in ENV_DISTRIBUTIONS:  # versions from the metadata: no slow imports
         try:
-            module = __import__(name)
-            info[name] = str(getattr(module, "__version__", "?"))
-        except Exception as exc:  # noqa: BLE001
-            info[name] = f"missing ({type(exc).__name__})"
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            info[name] = "missing"
+    spec = util.find_spec("fcnlib")
+    info["fcnlib_from"] = str(Path(spec.origin).parent) if spec and spec.origin else "missing"
     path.write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))
     if not info.get("cuda_available"):

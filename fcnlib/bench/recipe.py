@@ -13,7 +13,7 @@ cost of a step does not depend on the values). Measured in this order:
    ``warmup`` untimed ones, each between two device synchronisations.
 3. ``epoch``: one epoch through the real loader, :func:`fcnlib.engine.train_one_epoch` (wall s,
    loader start-up included).
-4. ``validation``: one :func:`fcnlib.engine.evaluate` pass with the recipe's ``eval_scale`` and
+4. ``validation``: one :func:`fcnlib.evaluation.evaluate` pass with the recipe's ``eval_scale`` and
    ``eval_flip`` (wall s).
 5. ``breakdown``: ``data_wait_s = epoch - steps x step``; ``data_wait_share`` is that over the
    epoch, clipped to [0, 1]; ``epoch_ratio = (epoch + validation) / (steps x step + validation)``
@@ -36,7 +36,8 @@ from torch.utils.data import Dataset
 
 from ..config import ConfigError, TrainConfig, load_config
 from ..context import Context
-from ..engine import _build_run, evaluate, train_one_epoch, train_step
+from ..engine import build_run, train_one_epoch, train_step
+from ..evaluation import evaluate
 from ..loaders import build_datasets, train_loader, val_loader
 from ..outdir import OutputFolder
 from ..provenance import run_info
@@ -160,7 +161,7 @@ def _measure(cfg: TrainConfig, steps: int, warmup: int, data_batches: int | None
     t0 = time.perf_counter()
     train_ds, val_ds = build_datasets(cfg, progress=False)
     folder = OutputFolder(out_dir / ".no-checkpoints", owner=False)
-    run = _build_run(cfg, ctx, train_ds, cfg.model, parent=None, out=folder, budget_used=None)
+    run = build_run(cfg, ctx, train_ds, out=folder)
     setup_s = time.perf_counter() - t0
     out: dict[str, Any] = {
         "device": device_info(ctx.device), "setup_s": setup_s,

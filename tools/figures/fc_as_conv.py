@@ -1,11 +1,12 @@
 """Figure for Chapter 2: a fully connected layer seen as a convolution.
 
 Left: a 2x3x3 block is flattened (channel-major, as ``nn.Linear`` sees it)
-into 18 numbers and multiplied by a 4x18 weight matrix. Right: the same
-matrix, each row reshaped to a 2x3x3 kernel, slides over a 2x5x6 input and
-gives a 4x3x4 map. The shapes are those of Section 2.2; the output size is
-measured with ``torch.nn.Conv2d``. Colours follow the flattening order, so
-the same colour marks the same weight in the matrix row and in the kernel.
+into 18 numbers; each row of the 4x18 weight matrix gives one output. Right:
+row 1 of the same matrix, reshaped to 2x3x3, is kernel 1 of a convolution
+that slides over a larger 2x5x6 input and gives a 3x4 map per output
+channel. The shapes are those of Section 2.2; the output size is measured
+with ``torch.nn.Conv2d``. Colours follow the flattening order, so the same
+colour marks the same weight in the matrix row and in the kernel.
 
 Run: python tools/figures/fc_as_conv.py
 (writes chapters/images/fc_as_conv.svg)
@@ -21,6 +22,8 @@ from common import box, save
 
 C, K, OUT = 2, 3, 4  # channels, kernel size, outputs: the example of 2.2
 H, W = 5, 6  # the larger input
+ROW = 1  # the matrix row (and output channel) drawn in colour
+WINDOW = (1, 2)  # top-left corner of the highlighted 3x3 window
 
 
 def measured_output_size() -> tuple[int, int]:
@@ -29,92 +32,101 @@ def measured_output_size() -> tuple[int, int]:
         return tuple(conv(torch.zeros(1, C, H, W)).shape[-2:])
 
 
-def draw_block(ax, x0, y0, colours, cell=0.5, gap=0.35, label=True):
-    """C stacked KxK grids; cell index c*K*K + r*K + q gets colours[index]."""
+def grids(ax, x0, y0, colours, cell, gap, numbers=True):
+    """C grids of KxK side by side; cell (c, r, q) is index c*K*K + r*K + q."""
     for c in range(C):
-        ox, oy = x0 + c * gap, y0 - c * gap
         for r in range(K):
             for q in range(K):
                 i = c * K * K + r * K + q
-                box(ax, ox + q * cell, oy + (K - 1 - r) * cell, cell, cell,
-                    str(i) if label else "", face=colours[i], size=6)
+                box(ax, x0 + c * (K * cell + gap) + q * cell,
+                    y0 + (K - 1 - r) * cell, cell, cell,
+                    str(i) if numbers else "", face=colours[i], size=7,
+                    color="white" if i < 9 else "black")
+        ax.text(x0 + c * (K * cell + gap) + K * cell / 2, y0 - 0.18,
+                f"channel {c}", ha="center", va="top", fontsize=7.5)
 
 
 def main() -> None:
     oh, ow = measured_output_size()
     n = C * K * K
     cmap = plt.get_cmap("viridis")
-    colours = [cmap(0.15 + 0.8 * i / (n - 1)) for i in range(n)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2),
-                                      gridspec_kw={"width_ratios": [1, 1]})
-    for ax in (left, right):
-        ax.set_aspect("equal")
-        ax.axis("off")
+    colours = [cmap(0.1 + 0.85 * i / (n - 1)) for i in range(n)]
+    fig, ax = plt.subplots(figsize=(12.5, 4.4))
+    ax.set_aspect("equal")
+    ax.axis("off")
 
-    # Left: fully connected.
-    left.set_title("fully connected: Linear(18, 4)")
-    draw_block(left, 0, 3.2, colours)
-    left.text(0.9, 5.0, f"input block {C}x{K}x{K}", ha="center")
-    left.annotate("", xy=(2.6, 3.9), xytext=(2.0, 3.9),
-                  arrowprops=dict(arrowstyle="->"))
-    left.text(2.3, 4.15, "flatten", ha="center", fontsize=8)
-    cell = 0.28
-    for i in range(n):  # the flattened vector, as a column
-        box(left, 2.8, 6.2 - (i + 1) * cell, cell, cell, str(i),
-            face=colours[i], size=5)
-    left.text(2.94, 6.35, f"{n} numbers", ha="center", fontsize=8)
-    for o in range(OUT):  # the weight matrix, OUT rows of n entries
+    # Left: the fully connected layer.
+    ax.text(2.7, 4.75, f"fully connected: Linear({n}, {OUT})", ha="center",
+            fontsize=10, fontweight="bold")
+    grids(ax, 0.6, 2.9, colours, cell=0.45, gap=0.5)
+    ax.text(2.0, 4.35, f"input block {C}x{K}x{K}", ha="center", fontsize=8)
+    cell = 0.3
+    xv, yv = 0.0, 1.75
+    ax.annotate("", xy=(2.7, yv + cell + 0.05), xytext=(2.7, 2.45),
+                arrowprops=dict(arrowstyle="->"))
+    ax.text(2.8, 2.2, "flatten (channel-major)", ha="left", va="center",
+            fontsize=8)
+    for i in range(n):
+        box(ax, xv + i * cell, yv, cell, cell, str(i), face=colours[i],
+            size=6, color="white" if i < 9 else "black")
+    ax.text(xv + n * cell + 0.1, yv + cell / 2, f"{n} numbers", ha="left",
+            va="center", fontsize=8)
+    for o in range(OUT):  # the weight matrix, aligned with the vector
+        y = yv - 0.45 - (o + 1) * cell
         for i in range(n):
-            face = colours[i] if o == 1 else "0.92"
-            box(left, 3.6 + i * cell, 4.6 - o * cell, cell, cell, face=face,
-                lw=0.5)
-    left.text(3.6 + n * cell / 2, 5.1, f"weight matrix {OUT}x{n} (row 1 "
-              "coloured)", ha="center", fontsize=8)
-    for o in range(OUT):  # the output vector
-        box(left, 3.6 + n * cell + 0.5, 4.6 - o * cell, cell, cell,
-            f"{o}", face="C1" if o == 1 else "white", size=6)
-    left.text(3.6 + n * cell + 0.64, 5.1, f"{OUT} outputs", ha="center",
-              fontsize=8)
-    left.text(4.5, 2.6, "output o = row o of the matrix \u00b7 flattened "
-              "block + bias o", ha="center", fontsize=8)
-    left.set_xlim(-0.3, 9.6)
-    left.set_ylim(2.3, 6.6)
+            face = colours[i] if o == ROW else "0.92"
+            box(ax, xv + i * cell, y, cell, cell, face=face, lw=0.5)
+        box(ax, xv + n * cell + 0.55, y, cell, cell, str(o),
+            face="C1" if o == ROW else "white", size=7)
+    ax.text(xv + n * cell / 2, yv - 0.2, f"weight matrix {OUT}x{n}",
+            ha="center", va="center", fontsize=8)
+    ax.text(xv + n * cell + 0.7, yv - 0.2, "outputs", ha="center",
+            va="center", fontsize=8)
+    ax.text(xv + n * cell / 2, yv - 0.75 - OUT * cell,
+            f"output {ROW} = row {ROW} \u00b7 the {n} numbers + bias {ROW}",
+            ha="center", va="center", fontsize=8)
 
     # Right: the same weights as a convolution.
-    right.set_title(f"the same weights as Conv2d({C}, {OUT}, kernel_size="
-                    f"{K})")
-    draw_block(right, 0, 3.9, colours)
-    right.text(0.9, 5.7, "row 1, reshaped:\nkernel 1", ha="center",
-               fontsize=8)
-    cell = 0.42
-    x0, y0 = 3.0, 2.9
-    for c in (1, 0):  # the larger input, channel 0 in front
-        ox, oy = x0 + c * 0.3, y0 - c * 0.3
+    x0 = 8.3
+    ax.text(x0 + 2.3, 4.75, f"the same weights: Conv2d({C}, {OUT}, "
+            f"kernel_size={K})", ha="center", fontsize=10, fontweight="bold")
+    grids(ax, x0, 2.9, colours, cell=0.45, gap=0.5)
+    ax.text(x0 + 1.4, 4.35, f"row {ROW} reshaped to {C}x{K}x{K}: "
+            f"kernel {ROW}", ha="center", fontsize=8)
+    ci = 0.27
+    yi = 0.1
+    wi, hi = WINDOW
+    for c in range(C):
+        xc = x0 + c * (W * ci + 0.5)
         for r in range(H):
             for q in range(W):
-                inside = 1 <= r < 1 + K and 2 <= q < 2 + K
-                face = "0.75" if inside and c == 0 else "0.95"
-                box(right, ox + q * cell, oy + (H - 1 - r) * cell, cell, cell,
-                    face=face, lw=0.5)
-    right.text(x0 + W * cell / 2, y0 + H * cell + 0.25,
-               f"input {C}x{H}x{W}", ha="center", fontsize=8)
-    right.annotate("", xy=(x0 + 2 * cell, y0 + 3 * cell),
-                   xytext=(1.8, 4.6),
-                   arrowprops=dict(arrowstyle="->", color="0.3"))
-    right.text(2.0, 3.2, "slides over\nevery 3x3\nposition", ha="center",
-               fontsize=8)
-    xo, yo, co = 6.4, 3.1, 0.42
+                inside = wi <= r < wi + K and hi <= q < hi + K
+                box(ax, xc + q * ci, yi + (H - 1 - r) * ci, ci, ci,
+                    face="0.7" if inside else "0.96", lw=0.5)
+        ax.text(xc + W * ci / 2, yi - 0.18, f"channel {c}", ha="center",
+                va="top", fontsize=7.5)
+    ax.text(x0 + W * ci + 0.25, yi + H * ci + 0.3, f"larger input "
+            f"{C}x{H}x{W}: kernel {ROW} slides over every {K}x{K} window",
+            ha="center", fontsize=8)
+    for c in range(C):  # kernel -> window
+        xk = x0 + c * (K * 0.45 + 0.5) + K * 0.45 / 2
+        xw = x0 + c * (W * ci + 0.5) + (hi + K / 2) * ci
+        ax.annotate("", xy=(xw, yi + (H - wi) * ci), xytext=(xk, 2.72),
+                    arrowprops=dict(arrowstyle="->", color="0.45", lw=0.8))
+    xo = x0 + 2 * (W * ci + 0.5) + 0.5
     for r in range(oh):
         for q in range(ow):
-            face = "C1" if (r, q) == (1, 2) else "white"
-            box(right, xo + q * co, yo + (oh - 1 - r) * co, co, co,
-                face=face, lw=0.7)
-    right.text(xo + ow * co / 2, yo + oh * co + 0.25,
-               f"output channel 1: {oh}x{ow}", ha="center", fontsize=8)
-    right.text(4.6, 2.0, f"on a {K}x{K} input: a 1x1 map, equal to the "
-               "Linear layer's outputs", ha="center", fontsize=8)
-    right.set_xlim(-0.3, 8.6)
-    right.set_ylim(1.7, 6.6)
+            box(ax, xo + q * ci, yi + 0.25 + (oh - 1 - r) * ci, ci, ci,
+                face="C1" if (r, q) == WINDOW else "white", lw=0.7)
+    ax.text(xo + ow * ci / 2, yi + 0.07, f"output channel {ROW}: "
+            f"{oh}x{ow}", ha="center", va="top", fontsize=7.5)
+    ax.annotate("", xy=(xo - 0.05, yi + 0.25 + 1.5 * ci),
+                xytext=(x0 + W * ci * 2 + 0.5 + 0.05, yi + 2.5 * ci),
+                arrowprops=dict(arrowstyle="->", color="C1", lw=1))
+    ax.text(x0 + 2.3, -0.75, f"on a {K}x{K} input the map is 1x1: the "
+            "Linear layer's outputs", ha="center", fontsize=8)
+    ax.set_xlim(-0.2, 14.6)
+    ax.set_ylim(-1.0, 5.0)
     save(fig, "fc_as_conv")
 
 

@@ -51,84 +51,77 @@ def label(shape) -> str:
     return "\u00d7".join(str(v) for v in shape)
 
 
-def node(ax, x, y, text, face="white", w=1.25, h=0.42):
-    ax.add_patch(plt.Rectangle((x - w / 2, y - h / 2), w, h, facecolor=face,
-                               edgecolor="black", lw=0.9, zorder=2))
-    ax.text(x, y, text, ha="center", va="center", fontsize=7.5, zorder=3)
+class Node:
+    def __init__(self, ax, x, y, text, face="white", w=1.05, h=0.42):
+        self.x, self.y, self.w, self.h = x, y, w, h
+        ax.add_patch(plt.Rectangle((x - w / 2, y - h / 2), w, h,
+                                   facecolor=face, edgecolor="black", lw=0.9,
+                                   zorder=2))
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5, zorder=3)
+
+    def exit(self, dx, dy):
+        """Point where the ray from the centre along (dx, dy) leaves the box."""
+        t = min(self.w / 2 / abs(dx) if dx else float("inf"),
+                self.h / 2 / abs(dy) if dy else float("inf"))
+        return self.x + t * dx, self.y + t * dy
 
 
-def edge(ax, a, b, text, *, side="above", wa=1.25, wb=1.25):
-    """Arrow from node centre a to node centre b, labelled with a shape."""
-    (xa, ya), (xb, yb) = a, b
-    if ya == yb:  # horizontal: from the border of a to the border of b
-        d = 1 if xb > xa else -1
-        start, end = (xa + d * wa / 2, ya), (xb - d * wb / 2, yb)
-    elif xa == xb:  # vertical
-        d = 1 if yb > ya else -1
-        start, end = (xa, ya + d * 0.21), (xb, yb - d * 0.21)
-    else:
-        start, end = (xa, ya - 0.21), (xb + wb / 2, yb)
+def connect(ax, a: Node, b: Node, text: str) -> None:
+    """Arrow from box a to box b, labelled with the shape it carries."""
+    dx, dy = b.x - a.x, b.y - a.y
+    start, end = a.exit(dx, dy), b.exit(-dx, -dy)
     ax.annotate("", xy=end, xytext=start, zorder=1,
-                arrowprops=dict(arrowstyle="->", lw=0.9, color="0.2"))
+                arrowprops=dict(arrowstyle="->", lw=0.9, color="0.25"))
     mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
-    if side == "above":
-        ax.text(mx, my + 0.09, text, ha="center", va="bottom", fontsize=7,
+    if abs(dy) < 1e-9:  # horizontal: the label above the arrow
+        ax.text(mx, my + 0.05, text, ha="center", va="bottom", fontsize=7,
                 color="C0")
-    else:  # to the right of a vertical edge
-        ax.text(mx + 0.08, my, text, ha="left", va="center", fontsize=7,
+    else:  # slanted or vertical: the label to its right
+        ax.text(mx + 0.07, my, text, ha="left", va="center", fontsize=7,
                 color="C0")
 
 
 def panel(ax, name, s):
-    top, bottom, mid = 1.0, 0.0, 0.5
-    xs = [0.0, 1.7, 3.4, 5.1, 6.8, 8.5, 10.2]  # image, blocks 1-5, head
+    top, mid, bottom = 1.0, 0.5, 0.0
     names = ["image", "conv1_x\n+ pool1", "conv2_x\n+ pool2",
              "conv3_x\n+ pool3", "conv4_x\n+ pool4", "conv5_x\n+ pool5",
              "head\nfc6, fc7, score"]
-    for x, text in zip(xs, names):
-        node(ax, x, top, text, face="0.93" if text != "image" else "white")
+    row = [Node(ax, 1.9 * k, top, text, face="white" if k == 0 else "0.93")
+           for k, text in enumerate(names)]
     outs = [(3, H, W)] + [s[f"pool{k}"] for k in range(1, 6)]
     for k in range(6):
-        edge(ax, (xs[k], top), (xs[k + 1], top), label(outs[k]))
-    has4, has3 = "score_pool4" in s, "score_pool3" in s
-    x_up4, x_add4, x_up3, x_add3, x_up8, x_out = 8.5, 6.8, 5.95, 5.1, 2.55, 0
-    node(ax, x_up4, bottom, "\u00d72\nup_pool4", face="#fde9d0")
-    edge(ax, (xs[6], top), (x_up4, bottom), label(s["head"]))
-    prev = (x_up4, bottom)
-    for has, x_add, skip, up_x, up_name, pool_x in (
-            (has4, x_add4, "score_pool4", x_up3, "up_pool3", xs[4]),
-            (has3, x_add3, "score_pool3", x_up8, "up_final", xs[3])):
-        up_shape = s["up_pool4" if skip == "score_pool4" else "up_pool3"]
-        if has:
-            node(ax, x_add, bottom, "+", w=0.45)
-            edge(ax, prev, (x_add, bottom), label(up_shape),
-                 wa=1.25 if prev[0] in (x_up4, x_up3) else 0.45, wb=0.45)
-            node(ax, pool_x, mid, f"1\u00d71 conv\n{skip}", face="#e3f0e3",
-                 w=1.25, h=0.3)
-            ax.annotate("", xy=(pool_x, mid + 0.15), xytext=(pool_x,
-                        top - 0.21), arrowprops=dict(arrowstyle="->",
-                        lw=0.9, color="0.2"))
-            pool_shape = s["pool4" if skip == "score_pool4" else "pool3"]
-            ax.text(pool_x + 0.08, (mid + top) / 2 + 0.03, label(pool_shape),
-                    ha="left", va="center", fontsize=7, color="C0")
-            ax.annotate("", xy=(x_add, bottom + 0.21), xytext=(pool_x,
-                        mid - 0.15), arrowprops=dict(arrowstyle="->",
-                        lw=0.9, color="0.2"))
-            ax.text(pool_x + 0.08, (mid + bottom) / 2 + 0.05, label(s[skip]),
-                    ha="left", va="center", fontsize=7, color="C0")
-            prev = (x_add, bottom)
-        text = "\u00d78\nup_final" if up_name == "up_final" else \
-            "\u00d72\nup_pool3"
-        node(ax, up_x, bottom, text, face="#fde9d0")
-        edge(ax, prev, (up_x, bottom), label(up_shape),
-             wa=0.45 if has else 1.25)
-        prev = (up_x, bottom)
-    node(ax, x_out, bottom, "output", face="white")
-    edge(ax, prev, (x_out, bottom), label(s["output"]))
-    ax.text(-0.75, top + 0.45, name, fontsize=10, fontweight="bold",
+        connect(ax, row[k], row[k + 1], label(outs[k]))
+    up = "#fde9d0"
+    up4 = Node(ax, 10.6, bottom, "\u00d72\nup_pool4", face=up)
+    connect(ax, row[6], up4, label(s["head"]))
+    prev, shape = up4, s["up_pool4"]
+    if "score_pool4" in s:
+        add4 = Node(ax, 8.6, bottom, "+", w=0.35)
+        conv4 = Node(ax, 8.1, mid, "1\u00d71 conv score_pool4",
+                     face="#e3f0e3", w=1.6, h=0.26)
+        connect(ax, row[4], conv4, label(s["pool4"]))
+        connect(ax, conv4, add4, label(s["score_pool4"]))
+        connect(ax, prev, add4, label(shape))
+        prev = add4
+    up3 = Node(ax, 6.6, bottom, "\u00d72\nup_pool3", face=up)
+    connect(ax, prev, up3, label(shape))
+    prev, shape = up3, s["up_pool3"]
+    if "score_pool3" in s:
+        add3 = Node(ax, 4.6, bottom, "+", w=0.35)
+        conv3 = Node(ax, 5.15, mid, "1\u00d71 conv score_pool3",
+                     face="#e3f0e3", w=1.6, h=0.26)
+        connect(ax, row[3], conv3, label(s["pool3"]))
+        connect(ax, conv3, add3, label(s["score_pool3"]))
+        connect(ax, prev, add3, label(shape))
+        prev = add3
+    up8 = Node(ax, 2.4, bottom, "\u00d78\nup_final", face=up)
+    connect(ax, prev, up8, label(shape))
+    out = Node(ax, 0.0, bottom, "output")
+    connect(ax, up8, out, label(s["output"]))
+    ax.text(-0.55, top + 0.42, name, fontsize=10, fontweight="bold",
             ha="left")
-    ax.set_xlim(-0.8, 11.0)
-    ax.set_ylim(-0.35, 1.6)
+    ax.set_xlim(-0.6, 12.1)
+    ax.set_ylim(-0.3, 1.55)
     ax.axis("off")
 
 

@@ -49,7 +49,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(7.5, 6.2))
     pad = -start5  # the padding reach of the border fields (90 px)
     ax.add_patch(plt.Rectangle((-pad, -pad), W + 2 * pad, H + 2 * pad,
-                               facecolor="0.93", edgecolor="none",
+                               facecolor="0.97", edgecolor="0.8", lw=0,
                                hatch="//", label="zero padding"))
     ax.add_patch(plt.Rectangle((0, 0), W, H, facecolor="white",
                                edgecolor="black", lw=1.2))

@@ -72,8 +72,10 @@ def main() -> None:
         o = s * q - p + t
         ax.annotate("", xy=(o + 0.5, y_full + h), xytext=(s * q + 1, y_in),
                     arrowprops=dict(arrowstyle="->", color="C3", lw=1))
-        ax.text(o + 0.5, y_full + h + 0.25 + 0.3 * (t in (1, 2)),
-                f"\u00d7{wgt:g}", ha="center", color="C3", fontsize=8)
+        frac = {0.25: "\u00bc", 0.75: "\u00be"}.get(round(wgt, 6), f"{wgt:g}")
+        ax.text(o + 0.5, y_full + h + 0.12, f"\u00d7{frac}", ha="center",
+                va="bottom", color="C3", fontsize=9, zorder=3,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.3))
     # Crop and result
     ax.annotate("", xy=(F_UP, y_full - 0.35), xytext=(F_UP + SIZE,
                 y_full - 0.35), arrowprops=dict(arrowstyle="|-|", lw=1))

@@ -1,0 +1,90 @@
+"""Where and how a run executes: the device, the ``torchrun`` process group and the precision."""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+
+from .errors import FcnlibError
+
+__all__ = ["AMP_MODES", "Context", "DeviceError", "resolve_device", "setup_context"]
+
+Amp = Literal["auto", "bf16", "fp16", "off"]
+AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
+_DEVICE = re.compile(r"^(auto|cpu|cuda)(:(\d+))?$")
+
+
+class DeviceError(FcnlibError, ValueError):
+    """A device or precision that this machine cannot provide."""
+
+
+@dataclass
+class Context:
+    """Where and how to run: device, rank / world size (1 without torchrun), autocast dtype."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    amp_dtype: torch.dtype | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def autocast(self):
+        """``torch.autocast`` with this context's dtype, or a no-op context without mixed precision."""
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` (cuda if present, else cpu), ``cpu``, ``cuda`` or ``cuda:N``; refuses anything else."""
+    match = _DEVICE.match(str(device).strip())
+    if match is None or (match.group(1) != "cuda" and match.group(2)):
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N (--device)")
+    kind, index = match.group(1), match.group(3)
+    if kind == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} requested but no CUDA GPU is available (use --device cpu)")
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise DeviceError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", int(index) if index is not None else torch.cuda.current_device())
+
+
+def setup_context(device: str = "auto", amp: str = "auto") -> Context:
+    """Resolve the device, join the ``torchrun`` process group if there is one, choose the precision.
+
+    ``amp="auto"``: bf16 autocast on GPUs that support it, fp16 (with a gradient scaler) on older
+    GPUs, none on the CPU; ``bf16`` on a CPU uses its bf16 kernels (fast with AVX-512 BF16 or AMX).
+    """
+    if amp not in AMP_MODES:
+        raise DeviceError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r} (--amp)")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if world_size > 1:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    if amp == "auto":
+        amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
+    if amp == "fp16" and dev.type != "cuda":
+        raise DeviceError("amp fp16 needs a CUDA GPU; on the CPU use bf16 or off (--amp)")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+    return Context(dev, rank, world_size, amp_dtype)

@@ -1,0 +1,66 @@
+"""Atomic file writes: a temporary file in the target folder, fsync, then ``os.replace``.
+
+Readers see the old file or the new one, never a truncated one, whatever moment the process is
+killed at. New files get the usual permissions (0666 minus the umask), not the temporary file's
+0600. Imports nothing of fcnlib.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries", "TMP_SUFFIX"]
+
+#: Suffix of the temporary files; a leftover one is from a killed process.
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write(binary file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed writer left in ``folder``; returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for tmp in folder.glob(f".*{TMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

@@ -1,0 +1,298 @@
+"""Inference on photos of any size: memory-bounded full-resolution prediction.
+
+:func:`predict` returns an ``int64`` label map of exactly the image's size (the files that
+``fcnlib predict`` writes are made by :mod:`fcnlib.outputs`). :func:`load_image` (from :mod:`fcnlib.data.images`, re-exported here) turns a path, PIL image or
+numpy array into an upright 8-bit RGB PIL image and refuses images above ``max_image_pixels``.
+
+Why ``"scaled"`` is the default for big photos: a network trained on ~500 px crops has learned
+objects of a few hundred pixels. In a 5472 x 3648 photo the same objects are ten times larger and
+the receptive field sees only texture, so full-resolution prediction ("whole" or "tiled") tends to
+fragment them. Resizing the longer side to the training scale restores the object sizes seen in
+training; the logits are then upsampled back to the original size (bilinearly) before the argmax.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
+
+from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, ImageSource, load_image
+from .tiling import FullLogits, TiledLogits, interp_index
+
+__all__ = ["ImageError", "ImageSource", "DEFAULT_MAX_IMAGE_PIXELS", "DEFAULT_MAX_PIXELS", "load_image", "predict"]
+
+
+def __getattr__(name: str):  # the output-file helpers live in fcnlib.outputs (which imports predict)
+    if name in ("legend_panel", "output_paths", "output_stems", "plan_outputs", "predict_file"):
+        raise AttributeError(f"fcnlib.predict.{name} moved to fcnlib.outputs.{name}")
+    raise AttributeError(name)
+
+
+#: ``mode="auto"`` predicts the whole image at full resolution up to this many pixels (1 MP).
+DEFAULT_MAX_PIXELS = 1024 * 1024
+
+Mode = Literal["auto", "whole", "scaled", "tiled"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Prediction
+# ----------------------------------------------------------------------------------------------
+
+
+def _resize(im: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
+    h, w = size_hw
+    if (im.height, im.width) == (h, w):
+        return im
+    return im.resize((w, h), Image.Resampling.BILINEAR)  # antialiased when shrinking
+
+
+def _normalize(array: np.ndarray, device: torch.device) -> Tensor:
+    """uint8 ``H x W x 3`` -> float ``(3, H, W)``: ``[0, 1]``, then ImageNet mean/std."""
+    x = torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(2, 0, 1).float().div(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+    return x.sub_(mean).div_(std)
+
+
+def predict(
+    model: nn.Module,
+    image: ImageSource,
+    *,
+    mode: Mode = "auto",
+    train_size: int = 512,
+    tile: int = 512,
+    overlap: int | None = None,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    max_pixels: int | None = None,
+    device: torch.device | str | None = None,
+    num_classes: int | None = None,
+    return_probs: bool = False,
+    progress: bool | None = None,
+    strip_bytes: int = 64 * 2**20,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> Tensor:
+    """Segment one image; returns an ``int64`` label map ``(H, W)`` on the CPU, ``H x W`` being the
+    size of ``load_image(image, max_image_pixels)`` (i.e. after EXIF orientation). Images of more
+    than ``max_image_pixels`` pixels (default :data:`DEFAULT_MAX_IMAGE_PIXELS`, about 100 MP; None:
+    no limit) raise :class:`ImageError`, a file's from its header before it is decoded.
+
+    Modes (``mode``):
+
+    - ``"whole"``: the full-resolution image through the model at once.
+    - ``"scaled"``: resize so the longer side is ``train_size`` px (the training scale), predict,
+      upsample the logits bilinearly (``align_corners=False``) to ``H x W``, argmax.
+    - ``"tiled"``: ``tile x tile`` windows over the full-resolution image overlapping by at least
+      ``overlap`` px; logits are blended with a weight that is 1 inside a tile and ramps linearly
+      (never to 0) over the ``overlap`` px shared with a neighbour; then argmax. Tiles are clipped to
+      the image when it is smaller than a tile (one tile = ``"whole"``).
+    - ``"auto"``: ``"whole"`` if ``H * W <= max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`), else ``"scaled"``.
+
+    ``scales`` are relative to the mode's base size (``H x W``, or ``train_size`` for "scaled");
+    ``flip=True`` adds the horizontally flipped input (prediction flipped back). With more than one
+    prediction their logits are averaged at ``H x W`` (as :func:`fcnlib.evaluation.eval_logits`
+    does, so that ``fcnlib eval`` and ``fcnlib predict`` agree); the argmax of one prediction is
+    taken on its logits directly (so ``"whole"`` equals ``model(x).argmax(1)`` exactly).
+
+    The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored);
+    ``device`` moves the model there (default: the device of its parameters). Inputs are scaled to
+    ``[0, 1]`` and normalised with the ImageNet mean/std. ``num_classes`` (optional) is checked
+    against the model's output. ``return_probs=True`` returns the ``float32`` probabilities
+    ``(C, H, W)`` instead (``C * H * W * 4`` bytes: 1.7 GB for a 20 MP photo and 21 classes).
+
+    Memory: the full-resolution ``(C, H, W)`` logits/probabilities are never materialised (only the
+    model itself does so in "whole" mode, which "auto" uses up to ``max_pixels``). Each prediction
+    keeps its logits at its own resolution ("scaled": at most ``4 * C * train_size**2`` bytes, 22 MB
+    for 21 classes at 512). The output is produced in horizontal strips of ``strip_bytes / (4 * C * W)``
+    rows: each strip is interpolated from the few source rows it needs (height with the bilinear
+    weights of ``F.interpolate(..., align_corners=False)``, then width with ``F.interpolate``; equal
+    to upsampling everything at once up to float rounding), averaged if there are several
+    predictions, and argmaxed into the int64 result. "tiled" keeps, per prediction, a band of
+    ``tile + strip`` rows of weighted logit sums, ``4 * (C + 1) * (tile + strip) * w`` bytes (300 MB
+    for 21 classes, tile 512 and a 5472 px wide image), compacted in place as it slides down.
+    Peak extra memory is thus about ``8 * H * W`` (the result) + a few ``strip_bytes`` + the
+    low-resolution logits (or bands) + the model's activations at ``train_size`` / ``tile``,
+    independent of ``C * H * W``. Measured on CPU for a 5472 x 3648 photo and full-width
+    ``fcn8s(21)``: "scaled" (512) ~440 MB above the model and image (152 MB of it the result),
+    ~560 MB with ``scales=(0.75, 1, 1.25), flip=True``; "tiled" (512/128) ~1.0 GB (most of it the
+    full-width VGG16 activations of a 512 x 512 tile).
+    """
+    overlap, scales = _check_options(mode, train_size, tile, overlap, scales, strip_bytes)
+    img = load_image(image, max_image_pixels)
+    H, W = img.height, img.width
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    if mode == "auto":
+        mode = "whole" if H * W <= limit else "scaled"
+    if mode == "scaled":
+        r = train_size / max(H, W)
+        base = (max(1, round(H * r)), max(1, round(W * r)))
+    else:
+        base = (H, W)
+    if max_image_pixels is not None:  # train_size or scales must not blow the image up past the limit
+        h, w = (max(1, round(v * max(scales))) for v in base)
+        if h * w > max_image_pixels:
+            raise ImageError(
+                f"predicting at {w} x {h} px (train_size / scales) is more than the limit of {max_image_pixels:,} "
+                "pixels; lower --train-size or --scales, or raise --max-image-pixels"
+            )
+    dev = _model_device(model, device)
+    forward = _forward_function(model, dev)
+    configs = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
+    was_training = model.training
+    model.eval()
+    bar = None
+    try:
+        with torch.no_grad():
+            sources = _sources(img, base, configs, mode == "tiled", tile, overlap, forward, dev)
+            num_tiles = sum(getattr(src, "num_tiles", 0) for src in sources)
+            # progress=None: a bar for more than 8 tiles, on a terminal only (tqdm's disable=None).
+            disable = (None if num_tiles > 8 else True) if progress is None else not progress
+            bar = tqdm(total=num_tiles, desc="tiles", unit="tile", disable=disable, leave=False)
+            for src in sources:
+                if isinstance(src, TiledLogits):
+                    src.bar = bar
+            return _combine(sources, (H, W), num_classes, return_probs, strip_bytes)
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+
+
+def _check_options(
+    mode: str, train_size: int, tile: int, overlap: int | None, scales: Sequence[float], strip_bytes: int
+) -> tuple[int, tuple[float, ...]]:
+    """The checked ``(overlap, scales)`` of :func:`predict`; ``ValueError`` naming a bad argument."""
+    if mode not in ("auto", "whole", "scaled", "tiled"):
+        raise ValueError(f"mode must be 'auto', 'whole', 'scaled' or 'tiled', got {mode!r}")
+    if int(train_size) < 1 or int(tile) < 1:
+        raise ValueError(f"train_size and tile must be >= 1, got {train_size} and {tile}")
+    overlap = int(tile) // 4 if overlap is None else int(overlap)
+    if not 0 <= overlap < int(tile):
+        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
+        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
+    if strip_bytes < 1:
+        raise ValueError(f"strip_bytes must be positive, got {strip_bytes}")
+    return overlap, scales
+
+
+def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """``device`` (the model is moved there), or the device of the model's parameters."""
+    if device is not None:
+        dev = torch.device(device)
+        model.to(dev)
+        return dev
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _forward_function(model: nn.Module, dev: torch.device) -> Callable[[np.ndarray], Tensor]:
+    """uint8 ``H x W x 3`` -> the model's float logits ``(C, H, W)`` (checked to keep the size)."""
+
+    def forward(array: np.ndarray) -> Tensor:
+        x = _normalize(array, dev)
+        with torch.inference_mode():
+            out = model(x[None])
+        if out.ndim != 4 or out.shape[0] != 1 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
+            raise RuntimeError(f"model returned {tuple(out.shape)} for an input of {tuple(x.shape[-2:])}")
+        return out[0].float()
+
+    return forward
+
+
+def _sources(
+    img: Image.Image,
+    base: tuple[int, int],
+    configs: Sequence[tuple[float, bool]],
+    tiled: bool,
+    tile: int,
+    overlap: int,
+    forward: Callable[[np.ndarray], Tensor],
+    dev: torch.device,
+) -> list[FullLogits | TiledLogits]:
+    """One logits source per ``(scale, flip)`` configuration, at ``base`` size times the scale."""
+    sources: list[FullLogits | TiledLogits] = []
+    arrays: dict[float, np.ndarray] = {}
+    for s, f in configs:
+        size = (max(1, round(base[0] * s)), max(1, round(base[1] * s)))
+        if s not in arrays:
+            arrays[s] = np.array(_resize(img, size))  # writable copy for torch.from_numpy
+        arr = arrays[s][:, ::-1] if f else arrays[s]
+        if tiled:
+            sources.append(TiledLogits(forward, arr, tile, overlap, f, dev))
+        else:
+            logits = forward(arr)
+            sources.append(FullLogits(logits.flip(-1) if f else logits))
+    return sources
+
+
+def _combine(
+    sources: Sequence[FullLogits | TiledLogits],
+    size: tuple[int, int],
+    num_classes: int | None,
+    return_probs: bool,
+    strip_bytes: int,
+) -> Tensor:
+    """Upsample each source's logits to ``size`` strip by strip and take the argmax of their mean (as
+    :func:`fcnlib.evaluation.eval_logits` does). Returns int64 labels ``(H, W)`` or float32
+    probabilities ``(C, H, W)`` (the softmax of the mean logits)."""
+    H, W = size
+    C = sources[0].channels
+    for src in sources:
+        if src.channels != C:  # pragma: no cover - same model for every source
+            raise RuntimeError("sources disagree on the number of classes")
+    if num_classes is not None and C != num_classes:
+        raise ValueError(f"model outputs {C} classes, num_classes={num_classes}")
+    labels = None if return_probs else torch.empty(H, W, dtype=torch.int64)
+    probs = torch.empty(C, H, W, dtype=torch.float32) if return_probs else None
+    maps = {}
+    for src in sources:
+        if src.size[0] != H and src.size[0] not in maps:
+            maps[src.size[0]] = interp_index(H, src.size[0])
+    rows = min(H, max(1, strip_bytes // (4 * C * W)))
+    starts = torch.arange(0, H, rows)
+    ends = (starts + rows).clamp(max=H)
+    for src in sources:
+        if isinstance(src, TiledLogits):  # the most source rows one strip will ask for
+            if src.size[0] == H:
+                src.reserve(rows)
+            else:
+                i0, i1, _ = maps[src.size[0]]
+                src.reserve(int((i1[ends - 1] - i0[starts]).max()) + 1)
+    for y0 in range(0, H, rows):
+        y1 = min(H, y0 + rows)
+        total = None
+        for src in sources:
+            h_s, w_s = src.size
+            if h_s == H:
+                part = src.rows(y0, y1)
+            else:
+                i0, i1, lam = maps[h_s]
+                lo, hi = int(i0[y0]), int(i1[y1 - 1]) + 1
+                part = src.rows(lo, hi)
+            if h_s != H:  # height first, on the narrow source rows (cheap), then width at full size
+                a = (i0[y0:y1] - lo).to(part.device)
+                b = (i1[y0:y1] - lo).to(part.device)
+                t = lam[y0:y1].to(part.device)[None, :, None]
+                part = part[:, a] * (1 - t) + part[:, b] * t
+            if w_s != W:
+                part = F.interpolate(part[None], size=(part.shape[1], W), mode="bilinear", align_corners=False)[0]
+            total = part if total is None else total.add_(part)  # several passes: mean logits
+            del part
+        assert total is not None
+        if labels is not None:
+            # max(0).indices: the first maximal index, like argmax, but ~3x faster over dim 0 on CPU
+            labels[y0:y1] = total.max(0).indices.cpu()
+        if probs is not None:
+            probs[:, y0:y1] = (total / len(sources)).softmax(0).cpu()
+    return probs if probs is not None else labels
