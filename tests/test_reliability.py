@@ -383,3 +383,15 @@ def test_broken_image_in_a_worker_is_the_datasets_one_line(capsys, tmp_path):
                                    "0.0625", "--crop-size", "32", "--batch-size", "2", "--epochs", "1",
                                    "--out", tmp_path / "run", "--quiet"], "train2.png")
     assert "Traceback" not in line and "DataLoader worker" not in line and len(line) < 300, line
+
+
+def test_staged_training_can_lower_the_rate_per_stage(tmp_path):
+    """stage_lr_scale: stage k trains at lr * scale**k (the paper lowers the rate between stages)."""
+    from fcnlib.engine import train_stages
+
+    cfg = tiny(tmp_path, stages=["fcn32s", "fcn16s", "fcn8s"], lr=0.02, stage_lr_scale=0.01)
+    train_stages(cfg, progress=False)
+    lrs = [load_checkpoint(tmp_path / "run" / name / "last.pt")["config"]["lr"] for name in cfg.stages]
+    assert lrs == pytest.approx([0.02, 2e-4, 2e-6])
+    parents = [load_checkpoint(tmp_path / "run" / name / "last.pt")["config"]["init_from"] for name in cfg.stages]
+    assert parents[0] is None and parents[1].endswith("fcn32s/best.pt") and parents[2].endswith("fcn16s/best.pt")

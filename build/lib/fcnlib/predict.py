@@ -287,7 +287,7 @@ def _combine(
                 part = part[:, a] * (1 - t) + part[:, b] * t
             if w_s != W:
                 part = F.interpolate(part[None], size=(part.shape[1], W), mode="bilinear", align_corners=False)[0]
-            total = part if total is None else total.add_(part)  # several passes: mean logits
+            total = part if total is None else total + part  # several passes: mean logits (no in-place: part may be a view)
             del part
         assert total is not None
         if labels is not None:
