@@ -163,10 +163,13 @@ def demo_training(mode: str, minutes: float, **overrides: Any) -> dict[str, Any]
     """Chapter 6's demonstration: train the book's recipe for ``minutes`` of wall time.
 
     Smoke mode trains into a fresh temporary folder each time (nothing is reused or shared between
-    chapters); full mode trains into ``runs_dir('full')`` and resumes there. Returns the result of
+    chapters); full mode trains on the first 2,000 training images (epochs of a few minutes on a
+    GPU) into ``runs_dir('full')`` and resumes there. Returns the result of
     :func:`fcnlib.engine.train_stages` for the last stage, with ``out``.
     """
     out = Path(tempfile.mkdtemp(prefix="fcnbook-ch6-")) if mode == "smoke" else runs_dir(mode)
+    if mode == "full":  # epochs of a few minutes, so that a budget of minutes sees several
+        overrides = {"limit_train": 2000, **overrides}
     cfg = book_recipe(mode, max_minutes=minutes, out=str(out), **overrides)
     if cfg.stages:  # a time budget per stage
         cfg.max_minutes = minutes / len(cfg.stages)

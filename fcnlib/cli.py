@@ -220,14 +220,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .config import add_config_arguments
-
-    parser = argparse.ArgumentParser(
-        prog="fcnlib", description="Fully Convolutional Networks for semantic segmentation: data, training, evaluation, prediction."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,train,eval,predict,bench}")
-
+def _add_download(sub) -> None:
     p = sub.add_parser(
         "download", help="fetch a data set into a folder: voc, sbd or camvid",
         description="Download a data set into --root, then pass that folder to train/eval as --data-root.",
@@ -242,13 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, help="folder to download into (created if missing)")
     p.set_defaults(func=cmd_download)
 
+
+def _add_train(sub) -> None:
+    from .config import add_config_arguments
+
     p = sub.add_parser("train", help="train a model from a recipe (default: a one-minute CPU run on synthetic shapes)")
     add_config_arguments(p)
-    p.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/last.pt exactly: its recorded recipe (settings that differ are refused, except "
+                        "execution ones such as --workers); to train longer, start a new run with --init-from")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint or shipped weights on a dataset split; optionally save JSON")
     p.add_argument("checkpoint", nargs="?", default=None, help="best.pt or last.pt written by `fcnlib train`")
     p.add_argument("--weights", default=None, metavar="NAME",
@@ -273,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict", help="segment photos of any size; writes label-map PNGs and overlays with a legend",
         description="For each image, writes into --out <name>_mask.png, the label map (a palette PNG of the "
@@ -306,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against the seed notes' code, or where a recipe's epoch time goes")
     p.add_argument("--device", default=None, help="cpu | cuda | auto (default: auto; with --config, the recipe's)")
     p.add_argument("--quick", action="store_true", help="small sizes and a width-reduced model (about a minute on CPU)")
@@ -316,6 +321,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --config: batches of the data-pipeline pass (default: one epoch's)")
     p.add_argument("--out", default="bench/results", help="folder for the JSON results")
     p.set_defaults(func=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fcnlib`` parser with its five sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="fcnlib", description="Fully Convolutional Networks for semantic segmentation: data, training, evaluation, prediction."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,train,eval,predict,bench}")
+    _add_download(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_predict(sub)
+    _add_bench(sub)
     return parser
 
 

@@ -330,8 +330,11 @@ def train_stages(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = Fa
                                            "lr": cfg.lr * cfg.stage_lr_scale ** k, "stage_lr_scale": 1.0,
                                            "out": str(Path(cfg.out) / name)})
         done = Path(stage_cfg.out) / "last.pt"
-        if resume and done.is_file() and int(load_checkpoint(done)["epoch"]) >= stage_cfg.epochs:
-            results[name] = {"skipped": "already complete"}
+        finished = load_checkpoint(done) if resume and done.is_file() else None
+        if finished is not None and int(finished["epoch"]) >= stage_cfg.epochs:
+            results[name] = {"skipped": "already complete", "history": finished["history"],
+                             "best_miou": finished["best_miou"], "out": stage_cfg.out,
+                             "train_seconds": finished.get("train_seconds"), "stopped_by_budget": False}
         else:
             results[name] = train(stage_cfg, resume=resume and done.is_file(), overwrite=overwrite, progress=progress)
         parent = str(Path(stage_cfg.out) / "best.pt")
