@@ -140,9 +140,14 @@ class BookData:
 
 
 def book_data(mode: str) -> BookData:
-    """Smoke: CamVid test where CamVid is present, else the synthetic shapes' val split; full: VOC val."""
+    """Smoke: CamVid test where CamVid is present, else the synthetic shapes' val split; full: VOC
+    2012 val (on Colab, VOC and SBD are downloaded first with torchvision's checksummed downloads)."""
     if mode == "full":
-        return BookData("voc", Path(os.environ.get("FCNBOOK_VOC_ROOT", "data/voc")), "val")
+        root = Path(os.environ.get("FCNBOOK_VOC_ROOT", "data/voc"))
+        if on_colab() and not (root / "VOCdevkit" / "VOC2012").is_dir():
+            for name in ("voc", "sbd"):  # chapter 6 trains on trainaug = VOC train + SBD
+                download(name, root)
+        return BookData("voc", root, "val")
     root = camvid_root()
     return BookData("camvid", root, "test") if root is not None else BookData("shapes", None, "val")
 

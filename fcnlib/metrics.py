@@ -27,8 +27,8 @@ __all__ = [
 def _labels(output: Tensor) -> Tensor:
     """Labels ``(B, H, W)`` from logits ``(B, C, H, W)`` (argmax over C) or labels as given.
 
-    ``max(1).indices`` is the same argmax (first maximum on ties) and measured about 2x faster
-    than ``argmax(1)`` on CPU logits (``fcnlib bench``).
+    ``max(1).indices`` is the same argmax (first maximum on ties); ``fcnlib bench`` compares its
+    speed with ``argmax(1)``.
     """
     return output.max(1).indices if output.dim() == 4 else output
 

@@ -121,10 +121,7 @@ def predict(
     for 21 classes, tile 512 and a 5472 px wide image), compacted in place as it slides down.
     Peak extra memory is thus about ``8 * H * W`` (the result) + a few ``strip_bytes`` + the
     low-resolution logits (or bands) + the model's activations at ``train_size`` / ``tile``,
-    independent of ``C * H * W``. Measured on CPU for a 5472 x 3648 photo and full-width
-    ``fcn8s(21)``: "scaled" (512) ~440 MB above the model and image (152 MB of it the result),
-    ~560 MB with ``scales=(0.75, 1, 1.25), flip=True``; "tiled" (512/128) ~1.0 GB (most of it the
-    full-width VGG16 activations of a 512 x 512 tile).
+    independent of ``C * H * W`` (``fcnlib bench`` measures it at 5472 x 3648).
     """
     overlap, scales = _check_options(mode, train_size, tile, overlap, scales, strip_bytes)
     img = load_image(image, max_image_pixels)
