@@ -113,3 +113,31 @@ def test_demo_training_runs_under_its_budget_in_a_fresh_folder(monkeypatch):
     assert result["stopped_by_budget"] is True and len(result["history"]) == 1
     again = book.demo_training("smoke", minutes=0.001, limit_train=16, limit_val=4, crop_size=64, width=0.0625)
     assert again["out"] != result["out"]  # nothing reused between calls (or chapters)
+
+
+def _code_cells(nb):
+    import json
+
+    return [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_chapters_fit_the_page_and_use_only_public_names():
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("check_line_length", ROOT / "tools" / "check_line_length.py")
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    notebooks = sorted((ROOT / "chapters").glob("*.ipynb"))
+    assert len(notebooks) == 8
+    private = re.compile(r"from fcnlib[\w.]* import [^#\n]*\b_\w+|fcnlib(\.\w+)*\._\w+")
+    for nb in notebooks:
+        assert checker.long_lines(nb) == [], nb.name
+        cells = _code_cells(nb)
+        for cell in cells:
+            source = "".join(cell["source"])
+            assert all(len(line) <= 79 for line in source.splitlines()), nb.name
+            assert not private.search(source), (nb.name, private.search(source).group(0))
+            assert not cell.get("outputs"), f"{nb.name} is committed with outputs"
+        first = cells[0]
+        assert "hide-input" in first.get("metadata", {}).get("tags", []), nb.name
