@@ -111,3 +111,28 @@ def test_predicted_logits_of_the_shipped_model_are_finite():
         out = model(torch.randn(1, 3, 45, 61))
     assert out.shape == (1, 11, 45, 61) and torch.isfinite(out).all()
     assert PRETRAINED_DIR.is_dir()
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid is not at {CAMVID} (see its README to get it)")
+def test_predict_with_the_cards_defaults_matches_evaluation(tmp_path):
+    """`fcnlib predict --weights camvid-cpu` on test frames gives what `fcnlib eval` measures."""
+    import numpy as np
+    from PIL import Image
+
+    from fcnlib.cli import main
+    from fcnlib.data import build_dataset
+    from fcnlib.metrics import SegmentationMetric
+
+    ds = build_dataset("camvid", CAMVID, "test", train=False)
+    frames = [ds.pairs[i][0] for i in range(4)]
+    assert main(["predict", "--weights", "camvid-cpu", *map(str, frames), "--out", str(tmp_path)]) == 0
+    ours = SegmentationMetric(11)
+    for i, frame in enumerate(frames):
+        with Image.open(tmp_path / f"{frame.stem}_mask.png") as im:
+            assert im.mode == "P" and im.size == (480, 360)
+            labels = torch.from_numpy(np.array(im)).long()
+        ours.update(labels[None], ds[i][1][None])
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--weights", "camvid-cpu", "--data", "camvid", "--data-root", str(CAMVID), "--split", "test",
+                 "--limit", "4", "--quiet", "--out", str(out)]) == 0
+    assert ours.compute()["mIoU"] == pytest.approx(json.loads(out.read_text())["metrics"]["mIoU"], abs=0.01)
