@@ -102,7 +102,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def finite_weights(model: nn.Module) -> bool:
     """True if every parameter and floating-point buffer of ``model`` is finite."""
     tensors = [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True  # one sync
 
 
 def rng_state() -> dict[str, Any]:
@@ -153,6 +153,6 @@ def restore_training_state(path: Path, model: nn.Module, optimizer, scheduler, s
     scheduler.load_state_dict(ckpt["scheduler"])
     scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
-    if not math.isfinite(float(ckpt["best_miou"])) and float(ckpt["best_miou"]) != -1.0:
+    if not math.isfinite(float(ckpt["best_miou"])):
         raise CheckpointError(f"{path} records a non-finite best mIoU")
     return ckpt

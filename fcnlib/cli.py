@@ -83,7 +83,7 @@ def _eval_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--scale must be positive numbers, got {' '.join(map(str, args.scale))}")
 
 
-def _eval_record(args, trained, ds, res, scale: float, flip: bool, ctx) -> dict:
+def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
     def number(v: float) -> float | None:
         return None if v != v else v  # NaN (a class absent from labels and predictions) -> null
 
@@ -132,7 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    per_image=args.per_image, progress=not args.quiet, scale=scale, flip=flip)
     if res["images"] == 0 or res["mIoU"] != res["mIoU"]:
         raise FcnlibError(f"no labelled pixel in {args.data} {args.split}: nothing to evaluate")
-    record = _eval_record(args, trained, ds, res, scale, flip, ctx)
+    record = _eval_record(args, trained, res, scale, flip, ctx)
     if args.per_image:
         record["metrics_per_image"] = {"pixAcc": res["pixAcc_per_image"], "mIoU": res["mIoU_per_image"]}
     print(f"{args.split}: pixAcc {res['pixAcc']:.4f}  mIoU {res['mIoU']:.4f}  meanAcc {res['meanAcc']:.4f}  "

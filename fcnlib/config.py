@@ -2,9 +2,10 @@
 the command line, validated once where it enters, and handed to the code in groups.
 
 Recipe files and CLI flags are flat (``lr: 0.01``, ``--lr 0.01``). Inside fcnlib the settings are
-grouped (:class:`ModelSettings`, :class:`DataSettings`, :class:`OptimSettings`,
-:class:`RunSettings`) so that, for example, the optimiser sees only what it needs. Recipes load
-by path or by name (``camvid-cpu``): the named ones ship inside the package (``fcnlib/configs``).
+grouped where a consumer needs a subset (:class:`ModelSettings` for building the network,
+:class:`OptimSettings` for the optimiser and the schedule), so that each sees only what it
+needs. Recipes load by path or by name (``camvid-cpu``): the named ones ship inside the package
+(``fcnlib/configs``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .errors import FcnlibError
 from .models import HEADS, MODEL_NAMES, UPSAMPLES
 
 __all__ = [
-    "TrainConfig", "ModelSettings", "DataSettings", "OptimSettings", "RunSettings", "ConfigError",
+    "TrainConfig", "ModelSettings", "OptimSettings", "ConfigError",
     "load_config", "add_config_arguments", "config_from_args", "recipe_path", "RECIPES_DIR",
     "EXECUTION_KEYS",
 ]
@@ -150,16 +151,8 @@ class TrainConfig:
         return self._group(ModelSettings)
 
     @property
-    def data_settings(self) -> DataSettings:
-        return self._group(DataSettings)
-
-    @property
     def optim(self) -> OptimSettings:
         return self._group(OptimSettings)
-
-    @property
-    def run(self) -> RunSettings:
-        return self._group(RunSettings)
 
 
 def _range_errors(c: TrainConfig) -> list[str]:
@@ -204,22 +197,6 @@ class ModelSettings:
     weights_backbone: str | None
 
 
-@dataclass(frozen=True)
-class DataSettings:
-    data: str
-    data_root: str | None
-    num_classes: int | None
-    train_split: str
-    val_split: str
-    crop_size: int
-    crop_width: int | None
-    scale_range: list[float]
-    color_jitter: bool
-    cache: bool
-    limit_train: int | None
-    limit_val: int | None
-    workers: int
-
 
 @dataclass(frozen=True)
 class OptimSettings:
@@ -233,21 +210,6 @@ class OptimSettings:
     gamma: float
     warmup_epochs: float
 
-
-@dataclass(frozen=True)
-class RunSettings:
-    amp: str
-    channels_last: bool
-    compile: bool
-    device: str
-    seed: int
-    threads: int | None
-    max_minutes: float | None
-    val_every: int
-    eval_scale: float
-    eval_flip: bool
-    out: str
-    log_every: int
 
 
 _FIELD_TYPES = {f.name: str(f.type) for f in fields(TrainConfig)}

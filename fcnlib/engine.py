@@ -233,8 +233,7 @@ def _save_epoch(run: _Run, cfg: TrainConfig, row: dict[str, Any], improved: bool
 
 
 def _run_epochs(run: _Run, cfg: TrainConfig, ctx: Context, train_ds: Dataset, vloader: DataLoader,
-                clock, progress: bool, max_steps: int | None) -> dict[str, Any]:
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+                clock, budget_used, progress: bool, max_steps: int | None) -> dict[str, Any]:
     last: dict[str, Any] = {}
     stopped_by_budget = False
     for epoch in range(run.start_epoch, cfg.epochs):
@@ -244,7 +243,7 @@ def _run_epochs(run: _Run, cfg: TrainConfig, ctx: Context, train_ds: Dataset, vl
                                      max_steps)
         if train_loss is None:
             return {"interrupted_at_step": max_steps}
-        stopped_by_budget = budget is not None and clock() >= budget
+        stopped_by_budget = budget_used is not None and budget_used() >= 1
         val: dict[str, Any] = {"loss": None, "pixAcc": None, "mIoU": None}
         if stopped_by_budget or epoch + 1 == cfg.epochs or (epoch + 1) % cfg.val_every == 0:
             val = _validate(run, vloader, cfg, ctx, progress)
@@ -305,7 +304,7 @@ def train(
             _restore(run)
             before["seconds"] = run.seconds_before
         result = _run_epochs(run, cfg, ctx, train_ds, val_loader(val_ds, ctx, cfg.val_batch_size, cfg.workers),
-                             clock, progress, max_steps)
+                             clock, budget_used, progress, max_steps)
         if ctx.distributed:
             dist.barrier()
     if "interrupted_at_step" in result:

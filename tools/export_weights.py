@@ -1,7 +1,7 @@
 """Export a trained checkpoint as shipped weights with a card: fcnlib/pretrained/<name>.{pt,json}.
 
     python tools/export_weights.py CHECKPOINT --name camvid-cpu --results results/x.json \
-        [--subset-results results/x-first20.json] [--terms TEXT] [--palette camvid|voc]
+        [--subset-results results/x-first20.json] [--terms TEXT]
 
 The weights file is the model's state dict only (no optimizer state), saved with torch.save;
 the card gathers the defaults of ``fcnlib predict --weights NAME``, the architecture, classes, palette, normalisation, evaluation settings and
@@ -22,19 +22,9 @@ import torch
 
 from fcnlib.checkpoint import load_checkpoint
 from fcnlib.constants import IMAGENET_MEAN, IMAGENET_STD
+from fcnlib.data.classes import palette_for_classes
 from fcnlib.fileio import atomic_write_bytes, atomic_write_text
 from fcnlib.models import PRETRAINED_DIR
-
-
-def _palette(name: str, n: int) -> list[list[int]]:
-    from fcnlib.data import classes as data_classes
-
-    table = {"camvid": "CAMVID_PALETTE", "voc": None, "shapes": None}[name]
-    if table is not None:
-        return [list(c) for c in getattr(data_classes, table)[:n]]
-    from fcnlib.data import voc_palette
-
-    return [list(c) for c in voc_palette()[:n]]
 
 
 def build_card(ckpt: dict, state_bytes: bytes, results: dict, subset: dict | None, args) -> dict:
@@ -49,7 +39,7 @@ def build_card(ckpt: dict, state_bytes: bytes, results: dict, subset: dict | Non
                          "upsample": cfg["upsample"], "width": cfg["width"], "batch_norm": cfg["batch_norm"]},
         "num_params": n_params,
         "classes": list(ckpt["classes"]),
-        "palette": _palette(args.palette, int(ckpt["num_classes"])),
+        "palette": [list(c) for c in palette_for_classes(ckpt["classes"])[: int(ckpt["num_classes"])]],
         "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input": "RGB in [0, 1]"},
         "evaluation": {"scale": results["evaluation"]["scale"], "flip": results["evaluation"]["flip"],
                        "data": results["data"], "protocol": results["protocol"], "command": results["command"],
@@ -78,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", required=True, help="fcnlib eval JSON of this checkpoint")
     p.add_argument("--subset-results", default=None, help="fcnlib eval JSON on a small subset (for a quick test)")
     p.add_argument("--train-command", required=True, help="the command that trained the checkpoint")
-    p.add_argument("--palette", default="camvid", choices=["camvid", "voc", "shapes"])
     p.add_argument("--terms", default="")
     p.add_argument("--predict-mode", default="auto", choices=["auto", "whole", "scaled", "tiled"],
                    help="`fcnlib predict --weights NAME` defaults: mode")

@@ -212,18 +212,26 @@ def _open_error(name: str, exc: Exception) -> ImageError:
     return ImageError(f"{name}: corrupt or truncated image ({type(exc).__name__}: {one_line(exc)})")
 
 
-def probe_image(source: str | os.PathLike, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int]:
-    """``(width, height)`` from a file's header, nothing decoded; the checks of :func:`load_image`
-    that need no decoding (missing, empty, not an image, above ``max_image_pixels``)."""
+@contextmanager
+def _opened(source: str | os.PathLike, max_image_pixels: int | None) -> Iterator[tuple[Image.Image, str]]:
+    """The opened (not yet decoded) image file and its one-line name, its declared size checked;
+    any failure inside the block, decoding included, becomes one :class:`ImageError`."""
     _check_limit(max_image_pixels)
     path, name = _checked_path(source)
     with _declared_size_checked_here():
         try:
             with Image.open(path) as im:
                 check_image_size(im.width, im.height, name, max_image_pixels)
-                return im.width, im.height
-        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, EOFError, ...
+                yield im, name
+        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, EOFError, zlib.error, ...
             raise _open_error(name, exc) from None
+
+
+def probe_image(source: str | os.PathLike, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` from a file's header, nothing decoded; the checks of :func:`load_image`
+    that need no decoding (missing, empty, not an image, above ``max_image_pixels``)."""
+    with _opened(source, max_image_pixels) as (im, _):
+        return im.width, im.height
 
 
 def load_image(source: ImageSource, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
@@ -257,17 +265,10 @@ def load_image(source: ImageSource, max_image_pixels: int | None = DEFAULT_MAX_I
         return _array_to_image(source)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"expected a path, PIL image or numpy array, got {type(source).__name__}")
-    _check_limit(max_image_pixels)
-    path, name = _checked_path(source)
-    with _declared_size_checked_here():
-        try:
-            with Image.open(path) as im:
-                check_image_size(im.width, im.height, name, max_image_pixels)
-                im.load()  # decode now: truncated data raises here, inside the try
-                bits = _bit_depth(im, np.asarray(im)) if im.mode.startswith("I") else None
-                return _to_rgb(_upright(im), name, bits)
-        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, EOFError, zlib.error, ...
-            raise _open_error(name, exc) from None
+    with _opened(source, max_image_pixels) as (im, name):
+        im.load()  # decode now: truncated data raises here, inside the error mapping
+        bits = _bit_depth(im, np.asarray(im)) if im.mode.startswith("I") else None
+        return _to_rgb(_upright(im), name, bits)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ after its SHA-256 is checked.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,6 @@ class Weights:
         data = self.file.read_bytes()
         if check_hash and hashlib.sha256(data).hexdigest() != self.sha256:
             raise WeightsError(f"weights file {self.file} does not match the SHA-256 on its card")
-        import io
-
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 

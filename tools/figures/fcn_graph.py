@@ -94,26 +94,26 @@ def panel(ax, name, s):
     up = "#fde9d0"
     up4 = Node(ax, 10.6, bottom, "\u00d72\nup_pool4", face=up)
     connect(ax, row[6], up4, label(s["head"]))
-    prev, shape = up4, s["up_pool4"]
-    if "score_pool4" in s:
-        add4 = Node(ax, 8.6, bottom, "+", w=0.35)
-        conv4 = Node(ax, 8.1, mid, "1\u00d71 conv score_pool4",
-                     face="#e3f0e3", w=1.6, h=0.26)
-        connect(ax, row[4], conv4, label(s["pool4"]))
-        connect(ax, conv4, add4, label(s["score_pool4"]))
-        connect(ax, prev, add4, label(shape))
-        prev = add4
+
+    def skip(prev, shape, k, x_add, x_conv):
+        """The ``+ score_pool<k>`` fusion where the model has it; the node after it."""
+        name = f"score_pool{k}"
+        if name not in s:
+            return prev
+        add = Node(ax, x_add, bottom, "+", w=0.35)
+        conv = Node(ax, x_conv, mid, f"1\u00d71 conv {name}",
+                    face="#e3f0e3", w=1.6, h=0.26)
+        connect(ax, row[k], conv, label(s[f"pool{k}"]))
+        connect(ax, conv, add, label(s[name]))
+        connect(ax, prev, add, label(shape))
+        return add
+
+    shape = s["up_pool4"]
+    prev = skip(up4, shape, 4, 8.6, 8.1)
     up3 = Node(ax, 6.6, bottom, "\u00d72\nup_pool3", face=up)
     connect(ax, prev, up3, label(shape))
-    prev, shape = up3, s["up_pool3"]
-    if "score_pool3" in s:
-        add3 = Node(ax, 4.6, bottom, "+", w=0.35)
-        conv3 = Node(ax, 5.15, mid, "1\u00d71 conv score_pool3",
-                     face="#e3f0e3", w=1.6, h=0.26)
-        connect(ax, row[3], conv3, label(s["pool3"]))
-        connect(ax, conv3, add3, label(s["score_pool3"]))
-        connect(ax, prev, add3, label(shape))
-        prev = add3
+    shape = s["up_pool3"]
+    prev = skip(up3, shape, 3, 4.6, 5.15)
     up8 = Node(ax, 2.4, bottom, "\u00d78\nup_final", face=up)
     connect(ax, prev, up8, label(shape))
     out = Node(ax, 0.0, bottom, "output")
