@@ -55,7 +55,9 @@ class TrainConfig:
                            group="model")
     head: str = _s("light", "classifier head: paper = fc6/fc7 as 7x7 and 1x1 convolutions, "
                    "light = the notes' _FCNHead (3x3 conv to in/4)", choices=HEADS, group="model")
-    upsample: str = _s("bilinear", "upsampling layers: bilinear-initialised deconvolution or fixed interpolation",
+    upsample: str = _s("bilinear", "upsampling layers: bilinear = fixed bilinear interpolation, "
+                       "deconv = transposed convolutions initialised bilinear (the 2x steps before a "
+                       "skip are learned, the final one is fixed)",
                        choices=UPSAMPLES, group="model")
     width: float = _s(0.125, "channel multiplier of VGG16 (1.0 = the real VGG16)", group="model")
     batch_norm: bool = _s(True, "VGG16-BN backbone (true) or plain VGG16 (false)", group="model")
