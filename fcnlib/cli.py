@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import FcnlibError, one_line
+from .fileio import write_target
 from .provenance import run_info  # also importable as fcnlib.cli.run_info
 
 DATASET_NAMES = ("voc", "sbd", "trainaug", "camvid", "folder", "shapes")
@@ -32,6 +35,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
     """Refuse to replace ``path`` without --overwrite; check that its folder can be written to."""
     if path.is_dir():
         raise FcnlibError(f"{path} is a folder; --out needs a file path")
+    write_target(path)  # a device, pipe or socket is refused; a link's target is what is replaced
     if path.exists() and not overwrite:
         raise FcnlibError(f"{path} exists (use --overwrite to replace it)")
     folder = path.parent
@@ -118,7 +122,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out is not None:
         _refuse_existing(out, args.overwrite)
     trained = load_trained(args.checkpoint, args.weights)
-    num_classes = trained.num_classes if args.data == "folder" else None
+    num_classes = trained.num_classes if args.data in ("folder", "shapes") else None
     ds = build_dataset(args.data, args.data_root, args.split, train=False, num_classes=num_classes)
     if ds.num_classes != trained.num_classes:
         raise FcnlibError(f"{trained.source} has {trained.num_classes} classes but {args.data} has {ds.num_classes}")
@@ -135,12 +139,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     record = _eval_record(args, trained, res, scale, flip, ctx)
     if args.per_image:
         record["metrics_per_image"] = {"pixAcc": res["pixAcc_per_image"], "mIoU": res["mIoU_per_image"]}
+    if out is not None:  # written before anything is printed: a closed stdout cannot lose it
+        atomic_write_text(json.dumps(record, indent=2) + "\n", out)
     print(f"{args.split}: pixAcc {res['pixAcc']:.4f}  mIoU {res['mIoU']:.4f}  meanAcc {res['meanAcc']:.4f}  "
           f"fwIoU {res['fwIoU']:.4f}  ({res['images']} images, scale {scale}{', flipped' if flip else ''})")
     for c, v in record["per_class_iou"].items():
         print(f"  {c:>14s}: {'  n/a' if v is None else f'{v:.4f}'}")
     if out is not None:
-        atomic_write_text(json.dumps(record, indent=2) + "\n", out)
         print(f"wrote {out}")
     return 0
 
@@ -200,9 +205,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable_folder(path: Path, option: str) -> None:
+    """Create ``path`` if needed and check that files can be written into it, before any work."""
+    if path.exists() and not path.is_dir():
+        raise FcnlibError(f"{path} is a file; {option} needs a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FcnlibError(f"cannot create {path} for {option}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK):
+        raise FcnlibError(f"cannot write into {path} ({option}): permission denied")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench, run_recipe_bench
     from .config import ConfigError
+
+    _writable_folder(Path(args.out), "--out")
 
     if args.config:
         if args.quick:
@@ -338,18 +357,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one ``fcnlib`` command; returns the exit status (0 ok, 2 a user error, 130 interrupted)."""
+    """Run one ``fcnlib`` command; returns the exit status (0 ok, 2 a user error, 130 interrupted by
+    Ctrl-C or SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (FcnlibError, OSError) as exc:
         print(f"fcnlib: error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("fcnlib: interrupted; checkpoints already written are intact (resume with --resume)", file=sys.stderr)
+        print(f"fcnlib: interrupted; {_INTERRUPTED.get(args.command, 'nothing half-written was left')}",
+              file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+#: What an interrupted command leaves behind (every file fcnlib writes is written atomically).
+_INTERRUPTED = {
+    "train": "checkpoints already written are intact (continue with --resume)",
+    "predict": "the outputs already listed are complete; run again with --overwrite to redo them all",
+    "eval": "no result was written",
+    "bench": "results already written are complete",
+    "download": "run the same command again to finish the download",
+}
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler): clean up as after Ctrl-C
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
+from .constants import DEFAULT_MAX_IMAGE_PIXELS
 from .errors import FcnlibError
-from .models import HEADS, MODEL_NAMES, UPSAMPLES
+from .models import HEADS, MODEL_NAMES, STRIDES, UPSAMPLES
 
 __all__ = [
     "TrainConfig", "ModelSettings", "OptimSettings", "ConfigError",
@@ -160,8 +161,15 @@ class TrainConfig:
 def _range_errors(c: TrainConfig) -> list[str]:
     checks = [
         (all(s in MODEL_NAMES for s in c.stages), f"stages must be model names ({', '.join(MODEL_NAMES)}), not {c.stages}"),
+        (not all(s in MODEL_NAMES for s in c.stages)
+         or all(STRIDES[a] > STRIDES[b] for a, b in zip(c.stages, c.stages[1:])),
+         f"stages must go from coarse to fine without repeats (e.g. fcn32s fcn16s fcn8s), not {' '.join(c.stages)}"),
+        (0 <= c.seed < 2**32, f"seed must be in 0..{2**32 - 1}, not {c.seed}"),
         (c.width > 0, f"width must be > 0, not {c.width}"),
         (c.crop_size >= 1 and (c.crop_width is None or c.crop_width >= 1), "crop_size and crop_width must be >= 1"),
+        (c.crop_size * (c.crop_width or c.crop_size) <= DEFAULT_MAX_IMAGE_PIXELS,
+         f"crop_size x crop_width must be at most {DEFAULT_MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
+         f"not {c.crop_size}x{c.crop_width or c.crop_size}"),
         (len(c.scale_range) == 2 and 0 < c.scale_range[0] <= c.scale_range[1],
          f"scale_range must be two numbers 0 < low <= high, not {c.scale_range}"),
         (c.num_classes is None or c.num_classes >= 2, f"num_classes must be >= 2, not {c.num_classes}"),
@@ -261,17 +269,38 @@ def recipe_path(name_or_path: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     shipped = RECIPES_DIR / f"{path.stem}.yaml"
-    if path.parent == Path(".") or path.parent.name == "configs":
+    # a bare name, or the clone's configs/NAME.yaml (from an installed wheel): the shipped recipe
+    if path.parent in (Path("."), Path("configs")) and path.suffix in ("", ".yaml", ".yml"):
         if shipped.is_file():
             return shipped
     names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
     raise ConfigError(f"recipe not found: {name_or_path} (a YAML path, or one of: {names}) (--config)")
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a setting given twice (YAML would keep the last silently)."""
+
+
+def _unique_mapping(loader: _RecipeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)):
+            continue  # an unhashable key is refused by construct_mapping itself
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"setting {key!r} is given twice (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_RecipeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def _read_recipe(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f) or {}
+            loaded = yaml.load(f, Loader=_RecipeLoader) or {}  # safe: no Python tags
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     except OSError as exc:
@@ -285,7 +314,7 @@ def _read_recipe(path: Path) -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the recipe at ``path`` (a YAML path or a shipped recipe's name, read with
-    ``yaml.safe_load``), then ``overrides``; validated."""
+    ``yaml.SafeLoader``; a setting given twice is refused), then ``overrides``; validated."""
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:

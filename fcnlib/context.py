@@ -65,6 +65,33 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device("cuda", int(index) if index is not None else torch.cuda.current_device())
 
 
+def _env_int(name: str, default: int, low: int) -> int:
+    text = os.environ.get(name, "").strip()
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        raise DeviceError(f"environment variable {name}={text!r} is not a whole number (set by torchrun; "
+                          f"unset it outside torchrun)") from None
+    if value < low:
+        raise DeviceError(f"environment variable {name}={value} must be >= {low}")
+    return value
+
+
+def _process_group_env() -> tuple[int, int]:
+    """``(world_size, rank)`` from torchrun's variables; one process (rank 0) without them."""
+    world_size = _env_int("WORLD_SIZE", 1, 1)
+    if world_size == 1:
+        return 1, 0  # a stray RANK without a process group means nothing
+    rank = _env_int("RANK", 0, 0)
+    _env_int("LOCAL_RANK", 0, 0)
+    missing = [n for n in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
+    if missing or rank >= world_size:
+        problem = f"{', '.join(missing)} not set" if missing else f"RANK {rank} >= WORLD_SIZE {world_size}"
+        raise DeviceError(f"WORLD_SIZE={world_size} but {problem}: start several processes with torchrun, "
+                          "or unset WORLD_SIZE")
+    return world_size, rank
+
+
 def setup_context(device: str = "auto", amp: str = "auto") -> Context:
     """Resolve the device, join the ``torchrun`` process group if there is one, choose the precision.
 
@@ -73,8 +100,7 @@ def setup_context(device: str = "auto", amp: str = "auto") -> Context:
     """
     if amp not in AMP_MODES:
         raise DeviceError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r} (--amp)")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    world_size, rank = _process_group_env()
     dev = resolve_device(device)
     if dev.type == "cuda":
         if world_size > 1:

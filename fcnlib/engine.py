@@ -28,16 +28,17 @@ from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into t
 from .checkpoint import (CheckpointError, atomic_save, finite_weights, load_checkpoint,
                          restore_training_state, training_state)
 from .config import EXECUTION_KEYS, ConfigError, TrainConfig
+from .constants import IGNORE_INDEX
 from .context import Context, setup_context
 from .errors import FcnlibError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .evaluation import eval_logits, evaluate
+from .evaluation import check_scaled_size, eval_logits, evaluate
 from .loaders import build_datasets, class_weights, dataset_attr, pad_collate, train_loader, val_loader
 from .losses import SegmentationLoss
 from .models import FCN, STRIDES, grow
 from .optim import lr_lambda, make_optimizer
 from .outdir import OutputFolder
-from .trained import make_model, model_from_checkpoint
+from .trained import check_parent, make_model, model_from_checkpoint
 
 __all__ = [
     "TrainingDiverged", "Context", "setup_context", "pad_collate", "val_loader", "build_datasets",
@@ -167,12 +168,13 @@ def train_one_epoch(run: _Run, loader: DataLoader, cfg: TrainConfig, ctx: Contex
     step = epoch * run.steps_per_epoch
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
     finite = torch.ones((), dtype=torch.bool, device=ctx.device)
-    n_batches = 0
+    n_batches, labelled = 0, False
     bar = tqdm(loader, desc=f"{run.name} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
     for images, masks in bar:
         if max_steps is not None and step >= max_steps:
             return None
+        labelled = labelled or bool((masks != IGNORE_INDEX).any())  # checked until one is seen
         loss = train_step(run.train_model, images, masks, run.criterion, run.optimizer, run.scaler, ctx,
                           cfg.channels_last)
         run.scheduler.step()
@@ -184,9 +186,13 @@ def train_one_epoch(run: _Run, loader: DataLoader, cfg: TrainConfig, ctx: Contex
             bar.set_postfix(loss=f"{loss_sum.item() / n_batches:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
     n_total = torch.tensor(float(n_batches), device=ctx.device, dtype=torch.float64)
     if ctx.distributed:
-        stats = torch.stack([loss_sum, n_total, (~finite).double()])
+        seen = torch.tensor(float(labelled), device=ctx.device, dtype=torch.float64)
+        stats = torch.stack([loss_sum, n_total, (~finite).double(), seen])
         dist.all_reduce(stats)
-        loss_sum, n_total, finite = stats[0], stats[1], stats[2] == 0
+        loss_sum, n_total, finite, labelled = stats[0], stats[1], stats[2] == 0, bool(stats[3] > 0)
+    if not labelled:
+        raise FcnlibError(f"the training split has no labelled pixel (every mask is {IGNORE_INDEX}, the "
+                          "ignore label): nothing to learn from; check the masks (--train-split, --data-root)")
     _check_finite(bool(finite), run, epoch, "loss", f" (by step {step})")
     return loss_sum.item() / max(1.0, float(n_total))
 
@@ -211,8 +217,12 @@ def _validate(run: _Run, vloader: DataLoader, cfg: TrainConfig, ctx: Context, pr
     if ctx.distributed:  # DDP syncs BN statistics at the start of a forward: give every rank rank 0's
         for buffer in run.model.buffers():
             dist.broadcast(buffer, 0)
-    return evaluate(run.model, vloader, run.num_classes, ctx, per_image=cfg.per_image, progress=progress,
-                    scale=cfg.eval_scale, flip=cfg.eval_flip)
+    res = evaluate(run.model, vloader, run.num_classes, ctx, per_image=cfg.per_image, progress=progress,
+                   scale=cfg.eval_scale, flip=cfg.eval_flip)
+    if int(res["confusion"].sum()) == 0:
+        raise FcnlibError(f"the validation split has no labelled pixel (every mask is {IGNORE_INDEX}, the "
+                          "ignore label): nothing to validate against; check the masks (--val-split, --data-root)")
+    return res
 
 
 def _save_epoch(run: _Run, cfg: TrainConfig, row: dict[str, Any], improved: bool, seconds: float) -> None:
@@ -264,6 +274,18 @@ def _run_epochs(run: _Run, cfg: TrainConfig, ctx: Context, train_ds: Dataset, vl
     return {"last": last, "stopped_by_budget": stopped_by_budget}
 
 
+def _check_grow_from(path, cfg: TrainConfig, name: str, overwrite: bool) -> None:
+    check_parent(path, cfg, name)
+    inside = Path(os.path.realpath(path)).is_relative_to(os.path.realpath(cfg.out))
+    if overwrite and inside:
+        raise ConfigError(f"--init-from {path} lies in --out {cfg.out}, which --overwrite would clear: "
+                          "choose another --out")
+
+
+def _first_size(ds: Dataset) -> tuple[int, int]:
+    return tuple(ds[0][1].shape[-2:]) if len(ds) else (1, 1)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -289,6 +311,9 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ctx = setup_context(cfg.device, cfg.amp)
+    grow_from = None if resume else (parent or cfg.init_from)
+    if grow_from is not None:
+        _check_grow_from(grow_from, cfg, model_name or cfg.model, overwrite)
     with OutputFolder(cfg.out, resume=resume, overwrite=overwrite, owner=ctx.is_main) as out:
         train_ds, val_ds = build_datasets(cfg, progress=progress and ctx.is_main)
         before = {"seconds": 0.0}
@@ -297,8 +322,8 @@ def train(
             return before["seconds"] + time.perf_counter() - started
 
         budget_used = (lambda: clock() / (cfg.max_minutes * 60)) if cfg.max_minutes else None
-        run = build_run(cfg, ctx, train_ds, model_name or cfg.model, None if resume else (parent or cfg.init_from),
-                         out, budget_used)
+        check_scaled_size(_first_size(val_ds), cfg.eval_scale)  # before an epoch is spent
+        run = build_run(cfg, ctx, train_ds, model_name or cfg.model, grow_from, out, budget_used)
         if resume:
             _check_resume_settings(cfg, load_checkpoint(out.last)["config"], out.last)
             _restore(run)

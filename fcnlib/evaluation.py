@@ -12,12 +12,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
-from .constants import IGNORE_INDEX
+from .constants import DEFAULT_MAX_IMAGE_PIXELS, IGNORE_INDEX
 from .context import Context
+from .errors import FcnlibError
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetric
 
-__all__ = ["eval_logits", "evaluate"]
+__all__ = ["check_scaled_size", "eval_logits", "evaluate"]
 
 
 def _scales(scale: float | Sequence[float]) -> tuple[float, ...]:
@@ -25,6 +26,19 @@ def _scales(scale: float | Sequence[float]) -> tuple[float, ...]:
     if not scales or any(not (0 < s < float("inf")) for s in scales):
         raise ValueError(f"scales must be positive numbers, got {scale!r}")
     return scales
+
+
+def check_scaled_size(size: Sequence[int], scale: float | Sequence[float],
+                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+    """Refuse a scale that would make an ``H x W`` input larger than ``max_pixels`` (the same
+    limit as photos), before anything is allocated."""
+    h, w = int(size[0]), int(size[1])
+    for s in _scales(scale):
+        pixels = max(1, round(h * s)) * max(1, round(w * s))
+        if pixels > max_pixels:
+            raise FcnlibError(
+                f"evaluation scale {s:g} turns a {h}x{w} image into {pixels / 1e6:.0f} MP, over the "
+                f"{max_pixels / 1e6:.0f} MP limit: choose a smaller scale")
 
 
 def eval_logits(model: nn.Module, images: Tensor, ctx: Context, *, scale: float | Sequence[float] = 1.0,
@@ -37,6 +51,7 @@ def eval_logits(model: nn.Module, images: Tensor, ctx: Context, *, scale: float 
     mean of the logits of every pass.
     """
     size = tuple(images.shape[-2:])
+    check_scaled_size(size, scale)
     total, passes = None, 0
     for s in _scales(scale):
         x = images

@@ -2,18 +2,23 @@
 
 Readers see the old file or the new one, never a truncated one, whatever moment the process is
 killed at. New files get the usual permissions (0666 minus the umask), not the temporary file's
-0600. Imports nothing of fcnlib.
+0600. A symbolic link is followed (its target is replaced, the link kept); a target that exists
+and is not a regular file (a folder, a device such as /dev/null, a pipe) is refused, since a
+rename would replace it. Imports nothing of fcnlib.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries", "TMP_SUFFIX"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries", "write_target",
+           "TMP_SUFFIX"]
 
 #: Suffix of the temporary files; a leftover one is from a killed process.
 TMP_SUFFIX = ".tmp"
@@ -25,9 +30,25 @@ def _umask() -> int:
     return mask
 
 
+def write_target(path: str | os.PathLike) -> Path:
+    """The file a write to ``path`` replaces: symbolic links followed; raises ``OSError`` (naming it)
+    if it exists and is not a regular file."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return target  # not there yet (creating its folder reports what is in the way)
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a folder, not a file to write", str(path))
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "Not a regular file (a device, pipe or socket; give a file path)",
+                      str(path))
+    return target
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(binary file)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
+    path = write_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:

@@ -2,7 +2,8 @@
 
 The run that trains into a folder holds ``.fcnlib.lock`` (its pid and host) for its whole life; a
 second run into the same folder is refused at start. A lock left by a run that no longer exists
-(killed, crashed) is taken over. Temporary files of interrupted saves are removed on entry.
+(killed, crashed) is taken over. Temporary files of interrupted saves are removed on entry. A
+folder that the run created and that is still empty when it fails is removed again.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class OutputFolder:
         self.path = Path(path)
         self.resume, self.overwrite, self.owner = resume, overwrite, owner
         self._locked = False
+        self._created = False
 
     @property
     def last(self) -> Path:
@@ -63,6 +65,7 @@ class OutputFolder:
         if not self.owner:
             return self
         try:
+            self._created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputFolderError(f"cannot create output folder {self.path}: {exc.strerror or exc} (--out)") from None
@@ -72,11 +75,21 @@ class OutputFolder:
             self._check_contents()
         except BaseException:
             self._release()
+            self._remove_if_unused()
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._release()
+        if exc_type is not None:
+            self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        if self._created:
+            try:
+                self.path.rmdir()  # only if empty: nothing the run wrote is removed
+            except OSError:
+                pass
 
     def _take_lock(self) -> None:
         for _ in range(2):

@@ -3,6 +3,7 @@ input, with distinct names for inputs that share a stem, each written atomically
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from .data.classes import Color, flat_palette, voc_palette
 from .data.images import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from .errors import one_line
-from .fileio import atomic_write
+from .fileio import atomic_write, write_target
 from .predict import predict
 
 __all__ = ["output_stems", "output_paths", "plan_outputs", "legend_panel", "predict_file"]
@@ -61,11 +62,14 @@ def plan_outputs(
     already and ``overwrite`` is False.
     """
     names = output_stems(images)
-    inputs = {Path(p).resolve() for p in images}
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Is a file, not a folder: give --out a folder", str(out_dir))
+    inputs = {os.path.realpath(p) for p in images}  # realpath: a symlink loop is not an error here
     for name in names:
         for target in output_paths(out_dir, name):
-            if target.resolve() in inputs:
+            if os.path.realpath(target) in inputs:
                 raise FileExistsError(one_line(f"{target} would replace an input image: choose another --out"))
+            write_target(target)  # a folder or a device in the way is refused before any work
             if target.exists() and not overwrite:
                 raise FileExistsError(one_line(f"{target} exists (use --overwrite)"))
     return names

@@ -10,9 +10,9 @@ from typing import Any
 from .checkpoint import FORMAT, CheckpointError, file_sha256, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .errors import FcnlibError
-from .models import FCN, build_model, get_weights
+from .models import FCN, STRIDES, build_model, get_weights
 
-__all__ = ["TrainedModel", "load_trained", "make_model", "model_from_checkpoint"]
+__all__ = ["TrainedModel", "check_parent", "load_trained", "make_model", "model_from_checkpoint"]
 
 
 def make_model(cfg: TrainConfig, num_classes: int, name: str | None = None) -> FCN:
@@ -22,15 +22,37 @@ def make_model(cfg: TrainConfig, num_classes: int, name: str | None = None) -> F
                        batch_norm=m.batch_norm, weights_backbone=m.weights_backbone)
 
 
-def model_from_checkpoint(path: str | os.PathLike, num_classes: int | None = None) -> tuple[FCN, dict[str, Any]]:
-    """Rebuild the model saved in an fcnlib checkpoint; ``num_classes`` must match when given."""
+def _recorded(path: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig]:
+    """An fcnlib checkpoint and the recipe it records."""
     ckpt = load_checkpoint(path)
     if ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a bare state dict; fcnlib needs a checkpoint written by `fcnlib train`")
     try:
-        cfg = TrainConfig.from_dict(ckpt["config"], source=str(path))
+        return ckpt, TrainConfig.from_dict(ckpt["config"], source=str(path))
     except ConfigError as exc:
         raise CheckpointError(f"{path} records a recipe fcnlib cannot use: {exc}") from None
+
+
+def check_parent(path: str | os.PathLike, cfg: TrainConfig, name: str | None = None) -> None:
+    """Refuse to grow model ``name`` (default ``cfg.model``) of recipe ``cfg`` from checkpoint
+    ``path`` unless that checkpoint holds the recipe's network, as coarse as ``name`` or coarser."""
+    name = name or cfg.model
+    ckpt, recorded = _recorded(path)
+    parent_name = ckpt.get("model_name", recorded.model)
+    if STRIDES[parent_name] < STRIDES[name]:
+        raise ConfigError(f"--init-from {path} holds an {parent_name}, finer than {name}: a model grows "
+                          "only from a coarser or equal one (fcn32s -> fcn16s -> fcn8s)")
+    had, want = recorded.model_settings, cfg.model_settings
+    differ = [f"--{k.replace('_', '-')} {getattr(had, k)} (the recipe says {getattr(want, k)})"
+              for k in ("head", "upsample", "width", "batch_norm") if getattr(had, k) != getattr(want, k)]
+    if differ:
+        raise ConfigError(f"--init-from {path} was trained with {', '.join(differ)}: "
+                          "give the checkpoint's model settings")
+
+
+def model_from_checkpoint(path: str | os.PathLike, num_classes: int | None = None) -> tuple[FCN, dict[str, Any]]:
+    """Rebuild the model saved in an fcnlib checkpoint; ``num_classes`` must match when given."""
+    ckpt, cfg = _recorded(path)
     saved_classes = int(ckpt["num_classes"])
     if num_classes is not None and num_classes != saved_classes:
         raise CheckpointError(f"checkpoint {path} has {saved_classes} classes but the data has {num_classes}")
@@ -39,7 +61,9 @@ def model_from_checkpoint(path: str | os.PathLike, num_classes: int | None = Non
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit its model: {str(exc).splitlines()[0]}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = "; ".join(lines[1:3]) or lines[0]
+        raise CheckpointError(f"checkpoint {path} does not fit the model its recipe describes ({detail[:300]})") from None
     return model, ckpt
 
 

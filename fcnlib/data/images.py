@@ -24,7 +24,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fcnlib.constants import IGNORE_INDEX
+from fcnlib.constants import DEFAULT_MAX_IMAGE_PIXELS, IGNORE_INDEX
 from fcnlib.errors import one_line
 
 from .errors import DatasetError, ImageError, preview
@@ -42,10 +42,6 @@ __all__ = [
     "require_loadmat",
 ]
 
-#: :func:`load_image` refuses files and arrays of more pixels than this (about 100 MP): predicting
-#: needs ~50 bytes per pixel (a 12000 x 12000 PNG of 17 KB would take 7 GB). Raise it with
-#: ``max_image_pixels=`` (``fcnlib predict --max-image-pixels N``); ``None`` disables the check.
-DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 

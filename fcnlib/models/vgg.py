@@ -112,15 +112,23 @@ def load_vgg16_state_dict(
     if isinstance(weights, str) and weights in ("IMAGENET1K_V1", "DEFAULT"):
         from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 
-        enum = VGG16_BN_Weights if batch_norm else VGG16_Weights
-        return enum.IMAGENET1K_V1.get_state_dict(progress=progress, check_hash=True)
+        enum = (VGG16_BN_Weights if batch_norm else VGG16_Weights).IMAGENET1K_V1
+        try:
+            return enum.get_state_dict(progress=progress, check_hash=True)
+        except (OSError, RuntimeError) as exc:  # no network (URLError is an OSError), a bad hash
+            raise BackboneWeightsError(
+                f"cannot download the ImageNet VGG16 weights from {enum.url} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); download that file elsewhere and pass "
+                "its path as --weights-backbone, or train from scratch (--weights-backbone none)") from None
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise BackboneWeightsError(f"backbone weights not found: {path} (use None, 'IMAGENET1K_V1' or a VGG16 state dict file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unreadable file
-        raise BackboneWeightsError(f"cannot read backbone weights {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise BackboneWeightsError(
+            f"cannot read backbone weights {path} ({type(exc).__name__}): it must be a VGG16 state dict "
+            "saved with torch.save (fcnlib loads only plain tensors, never code)") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not any(k.startswith("features.") for k in state):
