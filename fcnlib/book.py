@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,15 +51,38 @@ def book_mode(device: torch.device | None = None) -> str:
     return mode
 
 
+def _cores_in_use(window: float = 0.5) -> float | None:
+    """How many cores other processes keep busy now: ``/proc/stat`` sampled over ``window``
+    seconds (Linux), else the 1-minute load average. The load average lags by a minute, so right
+    after the previous chapter's kernel it still counts that kernel's work."""
+    def sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    first = sample()
+    if first is None:
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return None
+    time.sleep(window)
+    second = sample()
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return (os.cpu_count() or 1) * (total - idle) / total if total > 0 else 0.0
+
+
 def _busy_cpu_threads() -> int | None:
     """One intra-op thread when other work keeps the CPU busy (OpenMP threads that wait for a
     taken core spin and slow each other several-fold); None (PyTorch's default) otherwise."""
     cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
+    in_use = _cores_in_use()
+    if in_use is None:
         return None
-    return 1 if cores <= 4 and load > cores - 0.5 else None
+    return 1 if cores <= 4 and in_use > 0.5 else None
 
 
 def setup() -> tuple[torch.device, str]:

@@ -1,5 +1,6 @@
 """fcnlib.book: mode parsing, the book's recipes and their paths, trained_model's reuse of a finished run."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,23 @@ def test_chapters_fit_the_page_and_use_only_public_names():
             assert not cell.get("outputs"), f"{nb.name} is committed with outputs"
         first = cells[0]
         assert "hide-input" in first.get("metadata", {}).get("tags", []), nb.name
+
+
+def test_a_busy_cpu_is_seen_now_not_a_minute_later(monkeypatch):
+    """A process spinning beside the chapter counts as at least most of a core in use."""
+    import subprocess
+    import sys
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert book._cores_in_use(window=0.5) >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()
+    monkeypatch.setattr(book, "_cores_in_use", lambda window=0.5: 0.1)
+    assert book._busy_cpu_threads() is None
+    monkeypatch.setattr(book, "_cores_in_use", lambda window=0.5: 1.2)
+    assert book._busy_cpu_threads() == (1 if (os.cpu_count() or 1) <= 4 else None)
