@@ -38,13 +38,17 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
     write_target(path)  # a device, pipe or socket is refused; a link's target is what is replaced
     if path.exists() and not overwrite:
         raise FcnlibError(f"{path} exists (use --overwrite to replace it)")
-    folder = path.parent
+    _writable_folder(path.parent, "--out")
+
+
+def _writable_folder(path: Path, option: str) -> None:
+    """Create ``path`` if needed and check that files can be written into it, before any work."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FcnlibError(f"cannot create {folder} for --out: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK):
-        raise FcnlibError(f"cannot write into {folder} (--out): permission denied")
+        raise FcnlibError(f"cannot create {path} for {option}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK):
+        raise FcnlibError(f"cannot write into {path} ({option}): permission denied")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,23 +209,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writable_folder(path: Path, option: str) -> None:
-    """Create ``path`` if needed and check that files can be written into it, before any work."""
-    if path.exists() and not path.is_dir():
-        raise FcnlibError(f"{path} is a file; {option} needs a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FcnlibError(f"cannot create {path} for {option}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK):
-        raise FcnlibError(f"cannot write into {path} ({option}): permission denied")
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench, run_recipe_bench
     from .config import ConfigError
 
-    _writable_folder(Path(args.out), "--out")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FcnlibError(f"{out} is a file; --out needs a folder")
+    _writable_folder(out, "--out")
 
     if args.config:
         if args.quick:

@@ -77,19 +77,19 @@ def _env_int(name: str, default: int, low: int) -> int:
     return value
 
 
-def _process_group_env() -> tuple[int, int]:
-    """``(world_size, rank)`` from torchrun's variables; one process (rank 0) without them."""
+def _process_group_env() -> tuple[int, int, int]:
+    """``(world_size, rank, local_rank)`` from torchrun's variables; one process without them."""
     world_size = _env_int("WORLD_SIZE", 1, 1)
     if world_size == 1:
-        return 1, 0  # a stray RANK without a process group means nothing
+        return 1, 0, 0  # a stray RANK without a process group means nothing
     rank = _env_int("RANK", 0, 0)
-    _env_int("LOCAL_RANK", 0, 0)
+    local_rank = _env_int("LOCAL_RANK", 0, 0)
     missing = [n for n in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
     if missing or rank >= world_size:
         problem = f"{', '.join(missing)} not set" if missing else f"RANK {rank} >= WORLD_SIZE {world_size}"
         raise DeviceError(f"WORLD_SIZE={world_size} but {problem}: start several processes with torchrun, "
                           "or unset WORLD_SIZE")
-    return world_size, rank
+    return world_size, rank, local_rank
 
 
 def setup_context(device: str = "auto", amp: str = "auto") -> Context:
@@ -100,11 +100,11 @@ def setup_context(device: str = "auto", amp: str = "auto") -> Context:
     """
     if amp not in AMP_MODES:
         raise DeviceError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r} (--amp)")
-    world_size, rank = _process_group_env()
+    world_size, rank, local_rank = _process_group_env()
     dev = resolve_device(device)
     if dev.type == "cuda":
         if world_size > 1:
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")

@@ -1,6 +1,9 @@
 """fcnlib.book: mode parsing, the book's recipes and their paths, trained_model's reuse of a finished run."""
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,13 +149,8 @@ def test_chapters_fit_the_page_and_use_only_public_names():
 
 def test_a_busy_cpu_is_seen_now_not_a_minute_later(monkeypatch):
     """A process spinning beside the chapter counts as at least most of a core in use."""
-    import subprocess
-    import sys
-
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        import time
-
         time.sleep(0.3)
         assert book._cores_in_use(window=0.5) >= 0.7
     finally:
