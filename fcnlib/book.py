@@ -26,8 +26,18 @@ from .engine import train_stages
 from .trained import TrainedModel, load_trained
 
 __all__ = [
-    "MODES", "REPOSITORY_URL", "BookData", "setup", "book_mode", "runs_dir", "book_recipe", "camvid_root",
-    "book_data", "book_model", "demo_training", "on_colab",
+    "MODES",
+    "REPOSITORY_URL",
+    "BookData",
+    "setup",
+    "book_mode",
+    "runs_dir",
+    "book_recipe",
+    "camvid_root",
+    "book_data",
+    "book_model",
+    "demo_training",
+    "on_colab",
 ]
 
 MODES = ("smoke", "full")
@@ -55,13 +65,16 @@ def _cores_in_use(window: float = 0.5) -> float | None:
     """How many cores other processes keep busy now: ``/proc/stat`` sampled over ``window``
     seconds (Linux), else the 1-minute load average. The load average lags by a minute, so right
     after the previous chapter's kernel it still counts that kernel's work."""
+
     def sample() -> tuple[int, int] | None:
         try:
             with open("/proc/stat", encoding="ascii") as f:
                 fields = [int(v) for v in f.readline().split()[1:]]
         except (OSError, ValueError):
             return None
-        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+        return sum(fields), fields[3] + (
+            fields[4] if len(fields) > 4 else 0
+        )  # total, idle + iowait
 
     first = sample()
     if first is None:
@@ -145,8 +158,10 @@ def camvid_root(download_if_missing: bool | None = None) -> Path | None:
             return target
         except DatasetError as exc:
             print(f"CamVid download failed: {exc}")
-    print("CamVid not found (set FCNBOOK_CAMVID, or run `fcnlib download camvid --root data/camvid`); "
-          "this chapter falls back to the synthetic shapes.")
+    print(
+        "CamVid not found (set FCNBOOK_CAMVID, or run `fcnlib download camvid --root data/camvid`); "
+        "this chapter falls back to the synthetic shapes."
+    )
     return None
 
 

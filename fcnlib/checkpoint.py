@@ -24,8 +24,18 @@ from .errors import FcnlibError
 from .fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = [
-    "FORMAT", "REQUIRED_KEYS", "CheckpointError", "atomic_save", "atomic_write_bytes", "atomic_write_text",
-    "load_checkpoint", "file_sha256", "rng_state", "set_rng_state", "finite_weights", "training_state",
+    "FORMAT",
+    "REQUIRED_KEYS",
+    "CheckpointError",
+    "atomic_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_checkpoint",
+    "file_sha256",
+    "rng_state",
+    "set_rng_state",
+    "finite_weights",
+    "training_state",
     "restore_training_state",
 ]
 
@@ -56,12 +66,17 @@ def _load_failure(path: Path, exc: BaseException) -> CheckpointError:
         return CheckpointError(
             f"refused to load {path}: it holds {name}, which unpickling would import and could run as "
             "code; fcnlib loads only tensors and plain data (weights_only=True). Re-save it as a state dict "
-            "if you trust its source")
+            "if you trust its source"
+        )
     reason = text or type(exc).__name__
-    return CheckpointError(f"cannot read checkpoint {path} (truncated or not a PyTorch checkpoint): {reason[:300]}")
+    return CheckpointError(
+        f"cannot read checkpoint {path} (truncated or not a PyTorch checkpoint): {reason[:300]}"
+    )
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a checkpoint written by fcnlib (or a bare state dict) with ``weights_only=True``.
 
     Raises :class:`CheckpointError` with one line for a missing, empty, truncated, non-checkpoint,
@@ -86,7 +101,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is not an fcnlib checkpoint (no '{FORMAT}' marker)")
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
-        raise CheckpointError(f"{path} is an incomplete fcnlib checkpoint (missing {', '.join(missing)})")
+        raise CheckpointError(
+            f"{path} is an incomplete fcnlib checkpoint (missing {', '.join(missing)})"
+        )
     return obj
 
 
@@ -102,7 +119,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 def finite_weights(model: nn.Module) -> bool:
     """True if every parameter and floating-point buffer of ``model`` is finite."""
     tensors = [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True  # one sync
+    return (
+        bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
+    )  # one sync
 
 
 def rng_state() -> dict[str, Any]:
@@ -133,23 +152,34 @@ def training_state(model: nn.Module, optimizer, scheduler, scaler, **info: Any) 
     (``model_name``, ``epoch``, ``config``, ``num_classes``, ``classes``, ``history``, ``best_miou``,
     ``train_seconds``)."""
     return {
-        "format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(), **info,
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rng_state(),
+        **info,
     }
 
 
-def restore_training_state(path: Path, model: nn.Module, optimizer, scheduler, scaler, num_classes: int) -> dict[str, Any]:
+def restore_training_state(
+    path: Path, model: nn.Module, optimizer, scheduler, scaler, num_classes: int
+) -> dict[str, Any]:
     """Load ``path`` into the given objects and the RNGs; returns the checkpoint (for epoch, history)."""
     ckpt = load_checkpoint(path, map_location="cpu")
     if ckpt.get("format") != FORMAT or any(k not in ckpt for k in _TRAINING_KEYS):
         raise CheckpointError(f"{path} is not an fcnlib training checkpoint (it cannot be resumed)")
     if int(ckpt["num_classes"]) != num_classes:
-        raise CheckpointError(f"{path} has {ckpt['num_classes']} classes but the data has {num_classes}")
+        raise CheckpointError(
+            f"{path} has {ckpt['num_classes']} classes but the data has {num_classes}"
+        )
     try:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} does not fit the recipe's model: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path} does not fit the recipe's model: {str(exc).splitlines()[0]}"
+        ) from None
     scheduler.load_state_dict(ckpt["scheduler"])
     scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])

@@ -67,12 +67,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .engine import train_stages
 
     cfg = config_from_args(args)
-    results = train_stages(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    results = train_stages(
+        cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+    )
     for name, res in results.items():
         if "best_miou" in res:
             budget = " (time budget reached)" if res.get("stopped_by_budget") else ""
-            print(f"{name}: best val mIoU {res['best_miou']:.4f} after {len(res['history'])} epochs, "
-                  f"{res['train_seconds'] / 60:.1f} min{budget} -> {res['out']}/best.pt")
+            print(
+                f"{name}: best val mIoU {res['best_miou']:.4f} after {len(res['history'])} epochs, "
+                f"{res['train_seconds'] / 60:.1f} min{budget} -> {res['out']}/best.pt"
+            )
         else:
             print(f"{name}: {', '.join(f'{k} {v}' for k, v in res.items())}")
     return 0
@@ -103,9 +107,18 @@ def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
         "trained_epochs": trained.record.get("trained_epochs"),
         "train_config": trained.record.get("train_config"),
         "train_seconds": trained.record.get("train_seconds"),
-        "evaluation": {"scale": scale, "flip": flip, "device": str(ctx.device),
-                       "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off"},
-        "data": {"name": args.data, "root": args.data_root, "split": args.split, "images": res["images"]},
+        "evaluation": {
+            "scale": scale,
+            "flip": flip,
+            "device": str(ctx.device),
+            "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
+        },
+        "data": {
+            "name": args.data,
+            "root": args.data_root,
+            "split": args.split,
+            "images": res["images"],
+        },
         "protocol": "dataset-level confusion matrix (classes absent from ground truth and prediction excluded)",
         "metrics": {k: number(res[k]) for k in ("pixAcc", "meanAcc", "mIoU", "fwIoU", "loss")},
         "per_class_iou": {c: number(v) for c, v in zip(trained.classes, res["IoU"].tolist())},
@@ -129,24 +142,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     num_classes = trained.num_classes if args.data in ("folder", "shapes") else None
     ds = build_dataset(args.data, args.data_root, args.split, train=False, num_classes=num_classes)
     if ds.num_classes != trained.num_classes:
-        raise FcnlibError(f"{trained.source} has {trained.num_classes} classes but {args.data} has {ds.num_classes}")
+        raise FcnlibError(
+            f"{trained.source} has {trained.num_classes} classes but {args.data} has {ds.num_classes}"
+        )
     ctx = setup_context(args.device, args.amp)
     model = trained.model.to(ctx.device)
     if args.limit:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
-    scale = (args.scale[0] if len(args.scale) == 1 else list(args.scale)) if args.scale else trained.eval_scale
+    scale = (
+        (args.scale[0] if len(args.scale) == 1 else list(args.scale))
+        if args.scale
+        else trained.eval_scale
+    )
     flip = args.flip if args.flip is not None else trained.eval_flip
-    res = evaluate(model, val_loader(ds, ctx, args.batch_size, args.workers), trained.num_classes, ctx,
-                   per_image=args.per_image, progress=not args.quiet, scale=scale, flip=flip)
+    res = evaluate(
+        model,
+        val_loader(ds, ctx, args.batch_size, args.workers),
+        trained.num_classes,
+        ctx,
+        per_image=args.per_image,
+        progress=not args.quiet,
+        scale=scale,
+        flip=flip,
+    )
     if res["images"] == 0 or res["mIoU"] != res["mIoU"]:
         raise FcnlibError(f"no labelled pixel in {args.data} {args.split}: nothing to evaluate")
     record = _eval_record(args, trained, res, scale, flip, ctx)
     if args.per_image:
-        record["metrics_per_image"] = {"pixAcc": res["pixAcc_per_image"], "mIoU": res["mIoU_per_image"]}
+        record["metrics_per_image"] = {
+            "pixAcc": res["pixAcc_per_image"],
+            "mIoU": res["mIoU_per_image"],
+        }
     if out is not None:  # written before anything is printed: a closed stdout cannot lose it
         atomic_write_text(json.dumps(record, indent=2) + "\n", out)
-    print(f"{args.split}: pixAcc {res['pixAcc']:.4f}  mIoU {res['mIoU']:.4f}  meanAcc {res['meanAcc']:.4f}  "
-          f"fwIoU {res['fwIoU']:.4f}  ({res['images']} images, scale {scale}{', flipped' if flip else ''})")
+    print(
+        f"{args.split}: pixAcc {res['pixAcc']:.4f}  mIoU {res['mIoU']:.4f}  meanAcc {res['meanAcc']:.4f}  "
+        f"fwIoU {res['fwIoU']:.4f}  ({res['images']} images, scale {scale}{', flipped' if flip else ''})"
+    )
     for c, v in record["per_class_iou"].items():
         print(f"  {c:>14s}: {'  n/a' if v is None else f'{v:.4f}'}")
     if out is not None:
@@ -174,7 +206,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     checkpoint, images = (None, args.inputs) if args.weights else (args.inputs[0], args.inputs[1:])
     if not images:
-        raise ConfigError("no image given: fcnlib predict CHECKPOINT IMAGE... or --weights NAME IMAGE...")
+        raise ConfigError(
+            "no image given: fcnlib predict CHECKPOINT IMAGE... or --weights NAME IMAGE..."
+        )
     card = {}
     if args.weights:
         from .models import get_weights
@@ -186,9 +220,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for ok, message in (
         (args.train_size >= 1, f"--train-size must be >= 1, got {args.train_size}"),
         (args.tile >= 1, f"--tile must be >= 1, got {args.tile}"),
-        (0 <= overlap < args.tile, f"--overlap must lie in 0..{args.tile - 1} (below --tile {args.tile}), got {overlap}"),
-        (all(0 < s < math.inf for s in args.scales), f"--scales must be positive finite numbers, got {scales}"),
-        (args.max_image_pixels >= 1, f"--max-image-pixels must be >= 1, got {args.max_image_pixels}"),
+        (
+            0 <= overlap < args.tile,
+            f"--overlap must lie in 0..{args.tile - 1} (below --tile {args.tile}), got {overlap}",
+        ),
+        (
+            all(0 < s < math.inf for s in args.scales),
+            f"--scales must be positive finite numbers, got {scales}",
+        ),
+        (
+            args.max_image_pixels >= 1,
+            f"--max-image-pixels must be >= 1, got {args.max_image_pixels}",
+        ),
     ):
         if not ok:
             raise ConfigError(message)
@@ -201,9 +244,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     palette = trained.palette or palette_for_classes(trained.classes)
     for image, name in zip(images, names):
         paths = predict_file(
-            model, image, args.out, classes=trained.classes, palette=palette, overwrite=args.overwrite,
-            name=name, max_image_pixels=args.max_image_pixels, mode=args.mode, train_size=args.train_size,
-            tile=args.tile, overlap=overlap, scales=tuple(args.scales), flip=args.flip, device=ctx.device,
+            model,
+            image,
+            args.out,
+            classes=trained.classes,
+            palette=palette,
+            overwrite=args.overwrite,
+            name=name,
+            max_image_pixels=args.max_image_pixels,
+            mode=args.mode,
+            train_size=args.train_size,
+            tile=args.tile,
+            overlap=overlap,
+            scales=tuple(args.scales),
+            flip=args.flip,
+            device=ctx.device,
         )
         print(f"{image}: " + ", ".join(str(p) for p in paths))
     return 0
@@ -220,9 +275,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.config:
         if args.quick:
-            raise ConfigError("bench: --quick does not apply to --config (the recipe sets the sizes)")
-        run_recipe_bench(args.config, device=args.device, out_dir=args.out, steps=args.steps,
-                         data_batches=args.data_batches, argv=args.argv)
+            raise ConfigError(
+                "bench: --quick does not apply to --config (the recipe sets the sizes)"
+            )
+        run_recipe_bench(
+            args.config,
+            device=args.device,
+            out_dir=args.out,
+            steps=args.steps,
+            data_batches=args.data_batches,
+            argv=args.argv,
+        )
         return 0
     for flag, value in (("--steps", args.steps), ("--data-batches", args.data_batches)):
         if value is not None:
@@ -236,15 +299,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_download(sub) -> None:
     p = sub.add_parser(
-        "download", help="fetch a data set into a folder: voc, sbd or camvid",
+        "download",
+        help="fetch a data set into a folder: voc, sbd or camvid",
         description="Download a data set into --root, then pass that folder to train/eval as --data-root.",
     )
     p.add_argument(
-        "name", choices=["voc", "sbd", "camvid"], metavar="NAME",
+        "name",
+        choices=["voc", "sbd", "camvid"],
+        metavar="NAME",
         help="voc: PASCAL VOC 2012 trainval with segmentation masks (about 2 GB, checksummed); "
-             "sbd: Semantic Boundaries Dataset, 11,355 more VOC images with masks (about 1.4 GB, checksummed; needs scipy); "
-             "camvid: CamVid, 11 classes, 701 frames of 480x360, from the SegNet tutorial's repository "
-             "(367/101/233 train/val/test pairs, checked after the download; research and personal use only)",
+        "sbd: Semantic Boundaries Dataset, 11,355 more VOC images with masks (about 1.4 GB, checksummed; needs scipy); "
+        "camvid: CamVid, 11 classes, 701 frames of 480x360, from the SegNet tutorial's repository "
+        "(367/101/233 train/val/test pairs, checked after the download; research and personal use only)",
     )
     p.add_argument("--root", required=True, help="folder to download into (created if missing)")
     p.set_defaults(func=cmd_download)
@@ -253,36 +319,80 @@ def _add_download(sub) -> None:
 def _add_train(sub) -> None:
     from .config import add_config_arguments
 
-    p = sub.add_parser("train", help="train a model from a recipe (default: a one-minute CPU run on synthetic shapes)")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a recipe (default: a one-minute CPU run on synthetic shapes)",
+    )
     add_config_arguments(p)
-    p.add_argument("--resume", action="store_true",
-                   help="continue OUT/last.pt exactly: its recorded recipe (settings that differ are refused, except "
-                        "execution ones such as --workers); to train longer, start a new run with --init-from")
-    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output folder")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue OUT/last.pt exactly: its recorded recipe (settings that differ are refused, except "
+        "execution ones such as --workers); to train longer, start a new run with --init-from",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="allow writing into a non-empty output folder"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint or shipped weights on a dataset split; optionally save JSON")
-    p.add_argument("checkpoint", nargs="?", default=None, help="best.pt or last.pt written by `fcnlib train`")
-    p.add_argument("--weights", default=None, metavar="NAME",
-                   help="shipped weights instead of a checkpoint, e.g. camvid-cpu")
-    p.add_argument("--data", default="shapes", choices=DATASET_NAMES, help="data set (default: shapes)")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint or shipped weights on a dataset split; optionally save JSON",
+    )
+    p.add_argument(
+        "checkpoint", nargs="?", default=None, help="best.pt or last.pt written by `fcnlib train`"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="NAME",
+        help="shipped weights instead of a checkpoint, e.g. camvid-cpu",
+    )
+    p.add_argument(
+        "--data", default="shapes", choices=DATASET_NAMES, help="data set (default: shapes)"
+    )
     p.add_argument("--data-root", default=None, help="data set folder (not needed for shapes)")
-    p.add_argument("--split", default="val", help="split to evaluate, e.g. val or test (default: val)")
-    p.add_argument("--per-image", action="store_true", help="also report the seed notes' per-image means")
+    p.add_argument(
+        "--split", default="val", help="split to evaluate, e.g. val or test (default: val)"
+    )
+    p.add_argument(
+        "--per-image", action="store_true", help="also report the seed notes' per-image means"
+    )
     p.add_argument("--batch-size", type=int, default=1, help="images per batch, >= 1 (default: 1)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes, >= 0 (default: 0)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images, N >= 1 (default: all)")
-    p.add_argument("--scale", type=float, nargs="+", default=None, metavar="S",
-                   help="input scale(s) for the model, logits upsampled to full size and averaged over scales "
-                        "(default: the recipe's eval_scale or the card's scales)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="average the mirrored image's logits (default: the recipe's or card's eval_flip)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="DataLoader worker processes, >= 0 (default: 0)"
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="evaluate only the first N images, N >= 1 (default: all)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="input scale(s) for the model, logits upsampled to full size and averaged over scales "
+        "(default: the recipe's eval_scale or the card's scales)",
+    )
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average the mirrored image's logits (default: the recipe's or card's eval_flip)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-                   help="mixed precision: auto = bf16/fp16 on a GPU, off on the CPU (default: auto)")
+    p.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "off"],
+        help="mixed precision: auto = bf16/fp16 on a GPU, off on the CPU (default: auto)",
+    )
     p.add_argument("--out", default=None, help="results JSON path (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -291,48 +401,105 @@ def _add_eval(sub) -> None:
 
 def _add_predict(sub) -> None:
     p = sub.add_parser(
-        "predict", help="segment photos of any size; writes label-map PNGs and overlays with a legend",
+        "predict",
+        help="segment photos of any size; writes label-map PNGs and overlays with a legend",
         description="For each image, writes into --out <name>_mask.png, the label map (a palette PNG of the "
-                    "image's size whose pixel values are the class indices), and <name>_overlay.png (the image, "
-                    "the coloured prediction and a legend of the classes present, side by side). <name> is the "
-                    "image's file stem; a later image whose stem is already used gets <stem>-2, <stem>-3, ...",
+        "image's size whose pixel values are the class indices), and <name>_overlay.png (the image, "
+        "the coloured prediction and a legend of the classes present, side by side). <name> is the "
+        "image's file stem; a later image whose stem is already used gets <stem>-2, <stem>-3, ...",
     )
-    p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
-                   help="best.pt or last.pt written by `fcnlib train` (omitted with --weights), then image files "
-                        "(JPEG, PNG, TIFF, ...; EXIF orientation, 16-bit, alpha)")
-    p.add_argument("--weights", default=None, metavar="NAME",
-                   help="shipped weights instead of a checkpoint, e.g. camvid-cpu; --mode, --train-size, "
-                        "--scales and --flip then default to its card's settings")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[CHECKPOINT] IMAGE",
+        help="best.pt or last.pt written by `fcnlib train` (omitted with --weights), then image files "
+        "(JPEG, PNG, TIFF, ...; EXIF orientation, 16-bit, alpha)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="NAME",
+        help="shipped weights instead of a checkpoint, e.g. camvid-cpu; --mode, --train-size, "
+        "--scales and --flip then default to its card's settings",
+    )
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
-    p.add_argument("--mode", default=None, choices=["auto", "whole", "scaled", "tiled"],
-                   help="auto = whole up to 1 MP, else scaled (default: auto, or the card's)")
-    p.add_argument("--train-size", type=int, default=None,
-                   help="longer side used by --mode scaled, px, >= 1: the training scale (default: 512, VOC's "
-                        "image size, or the card's)")
-    p.add_argument("--tile", type=int, default=512, help="window size of --mode tiled, px, >= 1 (default: 512)")
-    p.add_argument("--overlap", type=int, default=None,
-                   help="overlap of neighbouring tiles, px, 0 <= overlap < tile (default: tile/4)")
-    p.add_argument("--scales", type=float, nargs="+", default=None,
-                   help="multi-scale factors, positive, e.g. 0.75 1 1.25; logits averaged (default: 1, or the card's)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="also average the horizontally flipped prediction (default: no, or the card's)")
-    p.add_argument("--max-image-pixels", type=int, default=100_000_000, metavar="N",
-                   help="refuse images of more than N pixels, judged from the file header before decoding "
-                        "(default: 100000000, about 100 MP; predicting takes about 50 bytes per pixel)")
+    p.add_argument(
+        "--mode",
+        default=None,
+        choices=["auto", "whole", "scaled", "tiled"],
+        help="auto = whole up to 1 MP, else scaled (default: auto, or the card's)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="longer side used by --mode scaled, px, >= 1: the training scale (default: 512, VOC's "
+        "image size, or the card's)",
+    )
+    p.add_argument(
+        "--tile", type=int, default=512, help="window size of --mode tiled, px, >= 1 (default: 512)"
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="overlap of neighbouring tiles, px, 0 <= overlap < tile (default: tile/4)",
+    )
+    p.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=None,
+        help="multi-scale factors, positive, e.g. 0.75 1 1.25; logits averaged (default: 1, or the card's)",
+    )
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also average the horizontally flipped prediction (default: no, or the card's)",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=100_000_000,
+        metavar="N",
+        help="refuse images of more than N pixels, judged from the file header before decoding "
+        "(default: 100000000, about 100 MP; predicting takes about 50 bytes per pixel)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_predict)
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks against the seed notes' code, or where a recipe's epoch time goes")
-    p.add_argument("--device", default=None, help="cpu | cuda | auto (default: auto; with --config, the recipe's)")
-    p.add_argument("--quick", action="store_true", help="small sizes and a width-reduced model (about a minute on CPU)")
-    p.add_argument("--config", default=None, metavar="RECIPE",
-                   help="recipe YAML: time its data pipeline, training step, one epoch and one validation pass")
-    p.add_argument("--steps", type=int, default=None, help="with --config: timed training steps (default 10)")
-    p.add_argument("--data-batches", type=int, default=None,
-                   help="with --config: batches of the data-pipeline pass (default: one epoch's)")
+    p = sub.add_parser(
+        "bench", help="benchmarks against the seed notes' code, or where a recipe's epoch time goes"
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu | cuda | auto (default: auto; with --config, the recipe's)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and a width-reduced model (about a minute on CPU)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="RECIPE",
+        help="recipe YAML: time its data pipeline, training step, one epoch and one validation pass",
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="with --config: timed training steps (default 10)"
+    )
+    p.add_argument(
+        "--data-batches",
+        type=int,
+        default=None,
+        help="with --config: batches of the data-pipeline pass (default: one epoch's)",
+    )
     p.add_argument("--out", default="bench/results", help="folder for the JSON results")
     p.set_defaults(func=cmd_bench)
 
@@ -340,9 +507,12 @@ def _add_bench(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``fcnlib`` parser with its five sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="fcnlib", description="Fully Convolutional Networks for semantic segmentation: data, training, evaluation, prediction."
+        prog="fcnlib",
+        description="Fully Convolutional Networks for semantic segmentation: data, training, evaluation, prediction.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,train,eval,predict,bench}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{download,train,eval,predict,bench}"
+    )
     _add_download(sub)
     _add_train(sub)
     _add_eval(sub)
@@ -366,8 +536,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fcnlib: error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fcnlib: interrupted; {_INTERRUPTED.get(args.command, 'nothing half-written was left')}",
-              file=sys.stderr)
+        print(
+            f"fcnlib: interrupted; {_INTERRUPTED.get(args.command, 'nothing half-written was left')}",
+            file=sys.stderr,
+        )
         return 130
     finally:
         if previous is not None:

@@ -59,9 +59,13 @@ def resolve_device(device: str = "auto") -> torch.device:
     if kind == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} requested but no CUDA GPU is available (use --device cpu)")
+        raise DeviceError(
+            f"device {device!r} requested but no CUDA GPU is available (use --device cpu)"
+        )
     if index is not None and int(index) >= torch.cuda.device_count():
-        raise DeviceError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+        raise DeviceError(
+            f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
     return torch.device("cuda", int(index) if index is not None else torch.cuda.current_device())
 
 
@@ -70,8 +74,10 @@ def _env_int(name: str, default: int, low: int) -> int:
     try:
         value = int(text) if text else default
     except ValueError:
-        raise DeviceError(f"environment variable {name}={text!r} is not a whole number (set by torchrun; "
-                          f"unset it outside torchrun)") from None
+        raise DeviceError(
+            f"environment variable {name}={text!r} is not a whole number (set by torchrun; "
+            f"unset it outside torchrun)"
+        ) from None
     if value < low:
         raise DeviceError(f"environment variable {name}={value} must be >= {low}")
     return value
@@ -86,9 +92,15 @@ def _process_group_env() -> tuple[int, int, int]:
     local_rank = _env_int("LOCAL_RANK", 0, 0)
     missing = [n for n in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
     if missing or rank >= world_size:
-        problem = f"{', '.join(missing)} not set" if missing else f"RANK {rank} >= WORLD_SIZE {world_size}"
-        raise DeviceError(f"WORLD_SIZE={world_size} but {problem}: start several processes with torchrun, "
-                          "or unset WORLD_SIZE")
+        problem = (
+            f"{', '.join(missing)} not set"
+            if missing
+            else f"RANK {rank} >= WORLD_SIZE {world_size}"
+        )
+        raise DeviceError(
+            f"WORLD_SIZE={world_size} but {problem}: start several processes with torchrun, "
+            "or unset WORLD_SIZE"
+        )
     return world_size, rank, local_rank
 
 
@@ -109,7 +121,9 @@ def setup_context(device: str = "auto", amp: str = "auto") -> Context:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     if amp == "auto":
-        amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
+        amp = (
+            ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
+        )
     if amp == "fp16" and dev.type != "cuda":
         raise DeviceError("amp fp16 needs a CUDA GPU; on the CPU use bf16 or off (--amp)")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]

@@ -28,8 +28,9 @@ def _scales(scale: float | Sequence[float]) -> tuple[float, ...]:
     return scales
 
 
-def check_scaled_size(size: Sequence[int], scale: float | Sequence[float],
-                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+def check_scaled_size(
+    size: Sequence[int], scale: float | Sequence[float], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> None:
     """Refuse a scale that would make an ``H x W`` input larger than ``max_pixels`` (the same
     limit as photos), before anything is allocated."""
     h, w = int(size[0]), int(size[1])
@@ -38,11 +39,18 @@ def check_scaled_size(size: Sequence[int], scale: float | Sequence[float],
         if pixels > max_pixels:
             raise FcnlibError(
                 f"evaluation scale {s:g} turns a {h}x{w} image into {pixels / 1e6:.0f} MP, over the "
-                f"{max_pixels / 1e6:.0f} MP limit: choose a smaller scale")
+                f"{max_pixels / 1e6:.0f} MP limit: choose a smaller scale"
+            )
 
 
-def eval_logits(model: nn.Module, images: Tensor, ctx: Context, *, scale: float | Sequence[float] = 1.0,
-                flip: bool = False) -> Tensor:
+def eval_logits(
+    model: nn.Module,
+    images: Tensor,
+    ctx: Context,
+    *,
+    scale: float | Sequence[float] = 1.0,
+    flip: bool = False,
+) -> Tensor:
     """float32 logits ``(B, C, H, W)`` for ``images (B, 3, H, W)``, run at ``scale`` x the size.
 
     For each scale ``s != 1`` the input is resized to ``round(s * H) x round(s * W)`` (bilinear,
@@ -57,7 +65,9 @@ def eval_logits(model: nn.Module, images: Tensor, ctx: Context, *, scale: float 
         x = images
         if s != 1.0:
             small = (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
-            x = F.interpolate(images, size=small, mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                images, size=small, mode="bilinear", align_corners=False, antialias=True
+            )
         for mirrored in (False, True) if flip else (False,):
             with ctx.autocast():
                 logits = model(x.flip(-1) if mirrored else x).float()
@@ -96,12 +106,16 @@ def evaluate(
     metric = SegmentationMetric(num_classes, ignore_index, per_image=per_image, validate=False)
     criterion = SegmentationLoss(ignore_index=ignore_index)
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, batches, images
-    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and ctx.is_main), dynamic_ncols=True)
+    bar = tqdm(
+        loader, desc="eval", leave=False, disable=not (progress and ctx.is_main), dynamic_ncols=True
+    )
     for images, masks in bar:
         images = images.to(ctx.device, non_blocking=True)
         masks = masks.to(ctx.device, non_blocking=True)
         logits = eval_logits(model, images, ctx, scale=scale, flip=flip)
-        sums += torch.stack([criterion(logits, masks).double(), sums.new_ones(()), sums.new_tensor(len(images))])
+        sums += torch.stack(
+            [criterion(logits, masks).double(), sums.new_ones(()), sums.new_tensor(len(images))]
+        )
         metric.update(logits, masks)
     metric.all_reduce(ctx.device)
     if ctx.distributed:

@@ -17,8 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries", "write_target",
-           "TMP_SUFFIX"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "remove_stale_temporaries",
+    "write_target",
+    "TMP_SUFFIX",
+]
 
 #: Suffix of the temporary files; a leftover one is from a killed process.
 TMP_SUFFIX = ".tmp"
@@ -41,8 +47,11 @@ def write_target(path: str | os.PathLike) -> Path:
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "Is a folder, not a file to write", str(path))
     if not stat.S_ISREG(mode):
-        raise OSError(errno.EINVAL, "Not a regular file (a device, pipe or socket; give a file path)",
-                      str(path))
+        raise OSError(
+            errno.EINVAL,
+            "Not a regular file (a device, pipe or socket; give a file path)",
+            str(path),
+        )
     return target
 
 

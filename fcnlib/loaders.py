@@ -13,10 +13,19 @@ from .data import CachedDataset, build_dataset, median_frequency_weights
 from .errors import FcnlibError
 from .transforms import train_transforms
 
-__all__ = ["pad_collate", "build_datasets", "class_weights", "train_loader", "val_loader", "dataset_attr"]
+__all__ = [
+    "pad_collate",
+    "build_datasets",
+    "class_weights",
+    "train_loader",
+    "val_loader",
+    "dataset_attr",
+]
 
 
-def pad_collate(batch: list[tuple[Tensor, Tensor]], ignore_index: int = IGNORE_INDEX) -> tuple[Tensor, Tensor]:
+def pad_collate(
+    batch: list[tuple[Tensor, Tensor]], ignore_index: int = IGNORE_INDEX
+) -> tuple[Tensor, Tensor]:
     """Stack ``(image 3xHxW, mask HxW)`` pairs of different sizes: pad bottom/right to the largest.
 
     Images are padded with 0 (the mean after normalisation), masks with ``ignore_index``, so the
@@ -51,18 +60,27 @@ def dataset_attr(ds: Dataset, name: str):
 def build_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset, Dataset]:
     """Training (augmented, cropped) and validation (full-size) datasets of a recipe."""
     crop = (cfg.crop_size, cfg.crop_width or cfg.crop_size)
-    augment = train_transforms(crop, scale_range=tuple(cfg.scale_range), color_jitter=cfg.color_jitter)
+    augment = train_transforms(
+        crop, scale_range=tuple(cfg.scale_range), color_jitter=cfg.color_jitter
+    )
     kw = {"crop_size": crop, "num_classes": cfg.num_classes}
-    train_ds = build_dataset(cfg.data, cfg.data_root, cfg.train_split, train=True, transforms=augment, **kw)
+    train_ds = build_dataset(
+        cfg.data, cfg.data_root, cfg.train_split, train=True, transforms=augment, **kw
+    )
     # trainaug is a training set only (it excludes VOC val by construction): validate on VOC.
     val_name = "voc" if cfg.data == "trainaug" else cfg.data
     val_ds = build_dataset(val_name, cfg.data_root, cfg.val_split, train=False, **kw)
-    if cfg.data == "folder":  # users' own data: validate every pair before spending time on training
+    if (
+        cfg.data == "folder"
+    ):  # users' own data: validate every pair before spending time on training
         train_ds.check(progress=False)
         val_ds.check(progress=False)
     train_ds, val_ds = _limit(train_ds, cfg.limit_train), _limit(val_ds, cfg.limit_val)
     if cfg.cache:
-        train_ds, val_ds = CachedDataset(train_ds, progress=progress), CachedDataset(val_ds, progress=progress)
+        train_ds, val_ds = (
+            CachedDataset(train_ds, progress=progress),
+            CachedDataset(val_ds, progress=progress),
+        )
     return train_ds, val_ds
 
 
@@ -70,8 +88,10 @@ def class_weights(cfg: TrainConfig, train_ds: Dataset, num_classes: int) -> list
     """The loss's class weights: ``cfg.class_weights``, or median-frequency ones from ``train_ds``."""
     if cfg.class_weights:
         if len(cfg.class_weights) != num_classes:
-            raise FcnlibError(f"class_weights has {len(cfg.class_weights)} values but the data has "
-                              f"{num_classes} classes")
+            raise FcnlibError(
+                f"class_weights has {len(cfg.class_weights)} values but the data has "
+                f"{num_classes} classes"
+            )
         return list(cfg.class_weights)
     if cfg.class_weighting == "median-frequency":
         return median_frequency_weights(train_ds, num_classes, cfg.class_weight_max)
@@ -81,8 +101,12 @@ def class_weights(cfg: TrainConfig, train_ds: Dataset, num_classes: int) -> list
 def val_loader(ds: Dataset, ctx: Context, batch_size: int = 1, workers: int = 0) -> DataLoader:
     """Full-size evaluation loader over this rank's shard (sizes may differ: padded batches)."""
     return DataLoader(
-        _shard(ds, ctx), batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=pad_collate, pin_memory=ctx.device.type == "cuda",
+        _shard(ds, ctx),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=pad_collate,
+        pin_memory=ctx.device.type == "cuda",
     )
 
 
@@ -93,12 +117,20 @@ def train_loader(ds: Dataset, cfg: TrainConfig, ctx: Context, epoch: int) -> Dat
     if ctx.distributed:
         from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        sampler = DistributedSampler(
+            ds, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True
+        )
         sampler.set_epoch(epoch)
     else:
         sampler = torch.utils.data.RandomSampler(ds, generator=g)
     return DataLoader(
-        ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-        drop_last=len(ds) >= cfg.batch_size, collate_fn=pad_collate, pin_memory=ctx.device.type == "cuda",
-        generator=g, persistent_workers=False,
+        ds,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        drop_last=len(ds) >= cfg.batch_size,
+        collate_fn=pad_collate,
+        pin_memory=ctx.device.type == "cuda",
+        generator=g,
+        persistent_workers=False,
     )

@@ -23,17 +23,22 @@ def pixel_cross_entropy(
     valid pixel gives a zero loss that still carries a gradient path, rather than NaN.
     """
     if logits.shape[-2:] != target.shape[-2:]:
-        raise ValueError(f"logits are {tuple(logits.shape[-2:])} but target is {tuple(target.shape[-2:])}")
+        raise ValueError(
+            f"logits are {tuple(logits.shape[-2:])} but target is {tuple(target.shape[-2:])}"
+        )
     target = target.long()
     # Per-pixel terms from F.cross_entropy (0 at ignored pixels); the mean is taken here so that an
     # all-ignored batch gives 0 instead of 0/0, without a host sync to test for that case.
-    per_pixel = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
+    per_pixel = F.cross_entropy(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction="none"
+    )
     valid = target != ignore_index
     if weight is None:
         denom = valid.sum().to(per_pixel.dtype)
     else:
         denom = (weight[target.clamp(0, logits.shape[1] - 1)] * valid).sum()
     return per_pixel.sum() / denom.clamp_min(1e-12)
+
 
 class SegmentationLoss(nn.Module):
     """Cross-entropy over one output or several (the seed's ``MixSoftmaxCrossEntropyLoss``).
@@ -44,11 +49,18 @@ class SegmentationLoss(nn.Module):
     down-weight auxiliary heads, e.g. 0.2 to 0.4).
     """
 
-    def __init__(self, weight: Tensor | None = None, ignore_index: int = IGNORE_INDEX, aux_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        aux_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight
-        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        self.register_buffer(
+            "weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+        )
 
     def forward(self, outputs: Tensor | Sequence[Tensor], target: Tensor) -> Tensor:
         if isinstance(outputs, Tensor):
@@ -58,5 +70,7 @@ class SegmentationLoss(nn.Module):
         weight = self.weight.to(outputs[0].dtype) if self.weight is not None else None
         loss = pixel_cross_entropy(outputs[0], target, weight, self.ignore_index)
         for aux in outputs[1:]:
-            loss = loss + self.aux_weight * pixel_cross_entropy(aux, target, weight, self.ignore_index)
+            loss = loss + self.aux_weight * pixel_cross_entropy(
+                aux, target, weight, self.ignore_index
+            )
         return loss

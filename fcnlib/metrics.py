@@ -34,7 +34,11 @@ def _labels(output: Tensor) -> Tensor:
 
 
 def confusion_matrix(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX, validate: bool = True
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    validate: bool = True,
 ) -> Tensor:
     """``(C, C)`` int64 counts on the inputs' device: entry ``[t, p]`` = pixels of class t predicted p.
 
@@ -44,7 +48,9 @@ def confusion_matrix(
     ``validate=False`` skips that check, which needs a host sync, for hot loops on trusted data.
     """
     if pred.shape != target.shape:
-        raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        raise ValueError(
+            f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
+        )
     pred = pred.reshape(-1).long()
     target = target.reshape(-1).long()
     keep = target != ignore_index
@@ -52,7 +58,9 @@ def confusion_matrix(
         bad_t = keep & ((target < 0) | (target >= num_classes))
         if bad_t.any():
             values = torch.unique(target[bad_t]).tolist()[:10]
-            raise ValueError(f"target labels {values} are outside 0..{num_classes - 1} (ignore label {ignore_index})")
+            raise ValueError(
+                f"target labels {values} are outside 0..{num_classes - 1} (ignore label {ignore_index})"
+            )
         if ((pred < 0) | (pred >= num_classes)).any():
             raise ValueError(f"predicted labels are outside 0..{num_classes - 1}")
     # Ignored pixels go to an extra bin that is dropped: no boolean indexing, hence no host sync.
@@ -107,7 +115,13 @@ class SegmentationMetric:
     process before ``compute()``.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, per_image: bool = False, validate: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int = IGNORE_INDEX,
+        per_image: bool = False,
+        validate: bool = True,
+    ):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.per_image = per_image
@@ -130,16 +144,26 @@ class SegmentationMetric:
         if self.per_image:
             sums = torch.zeros(4, dtype=torch.float64, device=pred.device)
             for p, t in zip(pred, target):
-                sums += _image_metrics(confusion_matrix(p, t, self.num_classes, self.ignore_index, validate=False))
+                sums += _image_metrics(
+                    confusion_matrix(p, t, self.num_classes, self.ignore_index, validate=False)
+                )
             self._image_sums = sums if self._image_sums is None else self._image_sums + sums
 
     def merge(self, other: SegmentationMetric) -> None:
         """Add another metric's state (e.g. from another data shard) to this one."""
         if other.matrix is not None:
-            self.matrix = other.matrix.clone() if self.matrix is None else self.matrix + other.matrix.to(self.matrix.device)
+            self.matrix = (
+                other.matrix.clone()
+                if self.matrix is None
+                else self.matrix + other.matrix.to(self.matrix.device)
+            )
         if other._image_sums is not None:
             s = other._image_sums
-            self._image_sums = s.clone() if self._image_sums is None else self._image_sums + s.to(self._image_sums.device)
+            self._image_sums = (
+                s.clone()
+                if self._image_sums is None
+                else self._image_sums + s.to(self._image_sums.device)
+            )
 
     def all_reduce(self, device: torch.device | str | None = None) -> None:
         """Sum the state over all ``torch.distributed`` processes (every rank must call it)."""
@@ -147,11 +171,15 @@ class SegmentationMetric:
 
         if not (dist.is_available() and dist.is_initialized()):
             return
-        device = torch.device(device) if device is not None else (
-            self.matrix.device if self.matrix is not None else torch.device("cpu")
+        device = (
+            torch.device(device)
+            if device is not None
+            else (self.matrix.device if self.matrix is not None else torch.device("cpu"))
         )
         if self.matrix is None:
-            self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=device)
+            self.matrix = torch.zeros(
+                self.num_classes, self.num_classes, dtype=torch.int64, device=device
+            )
         dist.all_reduce(self.matrix)
         if self.per_image:
             if self._image_sums is None:
@@ -205,7 +233,9 @@ def seed_batch_pix_accuracy(output: Tensor, target: Tensor) -> tuple[int, int]:
     return pixel_correct, pixel_labeled
 
 
-def seed_batch_intersection_union(output: Tensor, target: Tensor, nclass: int) -> tuple[Tensor, Tensor]:
+def seed_batch_intersection_union(
+    output: Tensor, target: Tensor, nclass: int
+) -> tuple[Tensor, Tensor]:
     """The seed notes' ``batch_intersection_union`` (histc over labels shifted by +1). Do not use.
 
     It is right only when ignored pixels are labelled -1 (shifted to 0, so ``target > 0`` masks
@@ -222,7 +252,9 @@ def seed_batch_intersection_union(output: Tensor, target: Tensor, nclass: int) -
     area_pred = torch.histc(predict.cpu(), bins=nbins, min=mini, max=maxi)
     area_lab = torch.histc(target.cpu(), bins=nbins, min=mini, max=maxi)
     area_union = area_pred + area_lab - area_inter
-    assert torch.sum(area_inter > area_union).item() == 0, "Intersection area should be smaller than Union area"
+    assert torch.sum(area_inter > area_union).item() == 0, (
+        "Intersection area should be smaller than Union area"
+    )
     return area_inter.float(), area_union.float()
 
 
@@ -235,7 +267,9 @@ def _shift(output: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, T
     return predict * valid, target
 
 
-def histc_pixel_accuracy(output: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> tuple[int, int]:
+def histc_pixel_accuracy(
+    output: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX
+) -> tuple[int, int]:
     """The seed's pixel accuracy, fixed: ``(correct, labelled)`` pixel counts.
 
     Argmax over the float logits (not ``output.long()``), and the ignore label mapped to 0
@@ -263,4 +297,3 @@ def histc_intersection_union(
     area_pred = torch.histc(predict.double(), **kwargs)
     area_lab = torch.histc(target.double(), **kwargs)
     return area_inter, area_pred + area_lab - area_inter
-

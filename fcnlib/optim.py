@@ -11,18 +11,26 @@ from .config import OptimSettings
 __all__ = ["make_optimizer", "lr_lambda"]
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], opt: OptimSettings, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], opt: OptimSettings, device: torch.device
+) -> torch.optim.Optimizer:
     """SGD with momentum and weight decay, or AdamW (``opt.optimizer``): fused kernels on a GPU,
     foreach (multi-tensor) kernels on the CPU."""
     fused = device.type == "cuda"
     kernels = {"fused": True if fused else None, "foreach": None if fused else True}
     if opt.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay, **kernels)
-    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, **kernels)
+    return torch.optim.SGD(
+        params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, **kernels
+    )
 
 
-def lr_lambda(opt: OptimSettings, total_steps: int, steps_per_epoch: int,
-              budget_used: Callable[[], float] | None = None) -> Callable[[int], float]:
+def lr_lambda(
+    opt: OptimSettings,
+    total_steps: int,
+    steps_per_epoch: int,
+    budget_used: Callable[[], float] | None = None,
+) -> Callable[[int], float]:
     """The learning-rate factor per optimisation step: optional linear warm-up, then the schedule.
 
     poly: ``(1 - step / total_steps) ** poly_power``; step: ``gamma ** (epoch // step_size)``;
@@ -35,6 +43,7 @@ def lr_lambda(opt: OptimSettings, total_steps: int, steps_per_epoch: int,
         return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
     if opt.schedule == "poly":
+
         def poly(step: int) -> float:
             done = min(step, total_steps - 1) / total_steps
             if budget_used is not None:

@@ -42,8 +42,14 @@ class OutputFolder:
     ``owner=False`` (the non-zero ranks under ``torchrun``) takes no lock and checks nothing.
     """
 
-    def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-                 owner: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        owner: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.resume, self.overwrite, self.owner = resume, overwrite, owner
         self._locked = False
@@ -68,7 +74,9 @@ class OutputFolder:
             self._created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputFolderError(f"cannot create output folder {self.path}: {exc.strerror or exc} (--out)") from None
+            raise OutputFolderError(
+                f"cannot create output folder {self.path}: {exc.strerror or exc} (--out)"
+            ) from None
         self._take_lock()
         try:
             remove_stale_temporaries(self.path)
@@ -101,12 +109,16 @@ class OutputFolder:
                 self.lock.unlink(missing_ok=True)  # left by a run that no longer exists
                 continue
             except OSError as exc:
-                raise OutputFolderError(f"cannot write into output folder {self.path}: {exc.strerror or exc} (--out)") from None
+                raise OutputFolderError(
+                    f"cannot write into output folder {self.path}: {exc.strerror or exc} (--out)"
+                ) from None
             with os.fdopen(fd, "w") as f:
                 f.write(f"{os.getpid()} {socket.gethostname()}\n")
             self._locked = True
             return
-        raise OutputFolderError(f"cannot take the lock {self.lock}; remove it if no run is using {self.path}")
+        raise OutputFolderError(
+            f"cannot take the lock {self.lock}; remove it if no run is using {self.path}"
+        )
 
     def _holder_alive(self) -> bool:
         try:
@@ -115,11 +127,15 @@ class OutputFolder:
         except (OSError, ValueError):
             return False  # unreadable or half-written: treat as stale
         if host != socket.gethostname():
-            raise OutputFolderError(f"output folder {self.path} is in use by a run on host {host} (pid {pid}); "
-                                    f"wait for it, or remove {self.lock} if that run is gone")
+            raise OutputFolderError(
+                f"output folder {self.path} is in use by a run on host {host} (pid {pid}); "
+                f"wait for it, or remove {self.lock} if that run is gone"
+            )
         if _alive(pid) and pid != os.getpid():
-            raise OutputFolderError(f"another fcnlib run (pid {pid}) is writing into {self.path}; wait for it "
-                                    "to finish or choose another --out")
+            raise OutputFolderError(
+                f"another fcnlib run (pid {pid}) is writing into {self.path}; wait for it "
+                "to finish or choose another --out"
+            )
         return False
 
     def _release(self) -> None:
@@ -128,19 +144,24 @@ class OutputFolder:
             self._locked = False
 
     def _check_contents(self) -> None:
-        existing = sorted(p.name for p in self.path.iterdir()
-                          if p.name != LOCK_NAME and not p.name.endswith(TMP_SUFFIX))
+        existing = sorted(
+            p.name
+            for p in self.path.iterdir()
+            if p.name != LOCK_NAME and not p.name.endswith(TMP_SUFFIX)
+        )
         if self.resume:
             if not self.last.is_file():
                 raise OutputFolderError(
                     f"nothing to resume: {self.last} does not exist (the run stopped before its first epoch "
-                    "was saved); start again with --overwrite")
+                    "was saved); start again with --overwrite"
+                )
             return
         if existing and not self.overwrite:
             shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
             raise OutputFolderError(
                 f"output folder {self.path} is not empty ({shown}); continue its run with --resume, replace it "
-                "with --overwrite, or choose another --out")
+                "with --overwrite, or choose another --out"
+            )
         if self.overwrite:
             for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)

@@ -63,12 +63,16 @@ def plan_outputs(
     """
     names = output_stems(images)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "Is a file, not a folder: give --out a folder", str(out_dir))
+        raise NotADirectoryError(
+            errno.ENOTDIR, "Is a file, not a folder: give --out a folder", str(out_dir)
+        )
     inputs = {os.path.realpath(p) for p in images}  # realpath: a symlink loop is not an error here
     for name in names:
         for target in output_paths(out_dir, name):
             if os.path.realpath(target) in inputs:
-                raise FileExistsError(one_line(f"{target} would replace an input image: choose another --out"))
+                raise FileExistsError(
+                    one_line(f"{target} would replace an input image: choose another --out")
+                )
             write_target(target)  # a folder or a device in the way is refused before any work
             if target.exists() and not overwrite:
                 raise FileExistsError(one_line(f"{target} exists (use --overwrite)"))
@@ -88,7 +92,9 @@ def _legend_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def legend_panel(classes: Sequence[str], colors: Sequence[Color], present: Sequence[int], height: int) -> Image.Image:
+def legend_panel(
+    classes: Sequence[str], colors: Sequence[Color], present: Sequence[int], height: int
+) -> Image.Image:
     """A white RGB panel with, for each label in ``present``, a swatch of ``colors[label]``
     (outlined in black) and the name ``classes[label]`` in black.
 
@@ -105,25 +111,33 @@ def legend_panel(classes: Sequence[str], colors: Sequence[Color], present: Seque
     cols = max(1, math.ceil(len(names) / rows))
     rows = max(1, math.ceil(len(names) / cols))
     column = size + 3 * pad + max((box[2] for box in boxes), default=0)
-    panel = Image.new("RGB", (pad + cols * column, max(height, 2 * pad + rows * line)), (255, 255, 255))
+    panel = Image.new(
+        "RGB", (pad + cols * column, max(height, 2 * pad + rows * line)), (255, 255, 255)
+    )
     draw = ImageDraw.Draw(panel)
     for k, (label, name, box) in enumerate(zip(present, names, boxes)):
         col, row = divmod(k, rows)
         x, y = pad + col * column, pad + row * line
         top = y + (line - size) // 2
-        draw.rectangle([x, top, x + size - 1, top + size - 1], fill=tuple(colors[label]), outline=(0, 0, 0))
+        draw.rectangle(
+            [x, top, x + size - 1, top + size - 1], fill=tuple(colors[label]), outline=(0, 0, 0)
+        )
         text_y = y + (line - (box[3] - box[1])) // 2 - box[1]
         draw.text((x + size + pad, text_y), name, fill=(0, 0, 0), font=font)
     return panel
 
 
-def _overlay_figure(img: Image.Image, labels: Tensor, classes: Sequence[str], colors: Sequence[Color]) -> Image.Image:
+def _overlay_figure(
+    img: Image.Image, labels: Tensor, classes: Sequence[str], colors: Sequence[Color]
+) -> Image.Image:
     """``image | overlay | legend of the classes present`` on white, ``H`` px high (or the legend's height)."""
     from .viz import overlay  # matplotlib is only imported when files are written
 
     num_classes = len(classes)
     drawn = overlay(img, labels, num_classes, colors=colors)
-    counts = torch.bincount(labels.flatten().clamp(0, num_classes), minlength=num_classes + 1)[:num_classes]
+    counts = torch.bincount(labels.flatten().clamp(0, num_classes), minlength=num_classes + 1)[
+        :num_classes
+    ]
     legend = legend_panel(classes, colors, torch.nonzero(counts).flatten().tolist(), img.height)
     W, H = img.size
     canvas = Image.new("RGB", (2 * W + legend.width, max(H, legend.height)), (255, 255, 255))
@@ -169,10 +183,14 @@ def predict_file(
     if not 1 <= num_classes <= 255:
         raise ValueError(f"need 1..255 classes for a palette PNG, got {num_classes}")
     flat = flat_palette(voc_palette() if palette is None else palette)
-    colors: list[Color] = [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(num_classes)]
+    colors: list[Color] = [
+        (flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(num_classes)
+    ]
 
     img = load_image(src, max_image_pixels)
-    labels = predict(model, img, num_classes=num_classes, max_image_pixels=max_image_pixels, **predict_kwargs)
+    labels = predict(
+        model, img, num_classes=num_classes, max_image_pixels=max_image_pixels, **predict_kwargs
+    )
     mask_path.parent.mkdir(parents=True, exist_ok=True)
     mask = Image.fromarray(labels.to(torch.uint8).numpy())
     mask.putpalette(flat)

@@ -28,10 +28,19 @@ from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, ImageSource, load_image
 from .tiling import FullLogits, TiledLogits, interp_index
 
-__all__ = ["ImageError", "ImageSource", "DEFAULT_MAX_IMAGE_PIXELS", "DEFAULT_MAX_PIXELS", "load_image", "predict"]
+__all__ = [
+    "ImageError",
+    "ImageSource",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "DEFAULT_MAX_PIXELS",
+    "load_image",
+    "predict",
+]
 
 
-def __getattr__(name: str):  # the output-file helpers live in fcnlib.outputs (which imports predict)
+def __getattr__(
+    name: str,
+):  # the output-file helpers live in fcnlib.outputs (which imports predict)
     if name in ("legend_panel", "output_paths", "output_stems", "plan_outputs", "predict_file"):
         raise AttributeError(f"fcnlib.predict.{name} moved to fcnlib.outputs.{name}")
     raise AttributeError(name)
@@ -134,7 +143,9 @@ def predict(
         base = (max(1, round(H * r)), max(1, round(W * r)))
     else:
         base = (H, W)
-    if max_image_pixels is not None:  # train_size or scales must not blow the image up past the limit
+    if (
+        max_image_pixels is not None
+    ):  # train_size or scales must not blow the image up past the limit
         h, w = (max(1, round(v * max(scales))) for v in base)
         if h * w > max_image_pixels:
             raise ImageError(
@@ -165,7 +176,12 @@ def predict(
 
 
 def _check_options(
-    mode: str, train_size: int, tile: int, overlap: int | None, scales: Sequence[float], strip_bytes: int
+    mode: str,
+    train_size: int,
+    tile: int,
+    overlap: int | None,
+    scales: Sequence[float],
+    strip_bytes: int,
 ) -> tuple[int, tuple[float, ...]]:
     """The checked ``(overlap, scales)`` of :func:`predict`; ``ValueError`` naming a bad argument."""
     if mode not in ("auto", "whole", "scaled", "tiled"):
@@ -201,7 +217,9 @@ def _forward_function(model: nn.Module, dev: torch.device) -> Callable[[np.ndarr
         with torch.inference_mode():
             out = model(x[None])
         if out.ndim != 4 or out.shape[0] != 1 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
-            raise RuntimeError(f"model returned {tuple(out.shape)} for an input of {tuple(x.shape[-2:])}")
+            raise RuntimeError(
+                f"model returned {tuple(out.shape)} for an input of {tuple(x.shape[-2:])}"
+            )
         return out[0].float()
 
     return forward
@@ -283,8 +301,12 @@ def _combine(
                 t = lam[y0:y1].to(part.device)[None, :, None]
                 part = part[:, a] * (1 - t) + part[:, b] * t
             if w_s != W:
-                part = F.interpolate(part[None], size=(part.shape[1], W), mode="bilinear", align_corners=False)[0]
-            total = part if total is None else total + part  # several passes: mean logits (no in-place: part may be a view)
+                part = F.interpolate(
+                    part[None], size=(part.shape[1], W), mode="bilinear", align_corners=False
+                )[0]
+            total = (
+                part if total is None else total + part
+            )  # several passes: mean logits (no in-place: part may be a view)
             del part
         assert total is not None
         if labels is not None:

@@ -25,16 +25,34 @@ def git_state(folder: str | os.PathLike | None = None) -> tuple[str | None, bool
     """
     cwd = Path(folder) if folder is not None else Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd,
-        ).stdout.strip() or None
-        dirty = bool(subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5,
-            cwd=cwd,
-        ).stdout.strip()) if commit else None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=cwd,
+            ).stdout.strip()
+            or None
+        )
+        dirty = (
+            bool(
+                subprocess.run(
+                    ["git", "status", "--porcelain", "--untracked-files=no"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    cwd=cwd,
+                ).stdout.strip()
+            )
+            if commit
+            else None
+        )
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
-    if commit is None and os.environ.get("FCNLIB_COMMIT"):  # a copy without .git (e.g. a lent GPU machine)
+    if commit is None and os.environ.get(
+        "FCNLIB_COMMIT"
+    ):  # a copy without .git (e.g. a lent GPU machine)
         given = os.environ["FCNLIB_COMMIT"]
         return given.removesuffix("-dirty"), given.endswith("-dirty")
     return commit, dirty

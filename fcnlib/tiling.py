@@ -160,7 +160,9 @@ class TiledLogits:
         """Blended logits of rows ``[a, b)``: ``(C, b - a, w)`` (flipped back if the input was flipped)."""
         if a < self.buf0:
             raise RuntimeError("tiled rows must be requested in non-decreasing order")
-        if a > self.buf0:  # drop rows above a (only an offset; compaction happens when room is needed)
+        if (
+            a > self.buf0
+        ):  # drop rows above a (only an offset; compaction happens when room is needed)
             live = max(0, self.end_row - self.buf0)
             self.off += min(a - self.buf0, live) if self.acc is not None else 0
             if a - self.buf0 > live:  # skipped past every computed row: the band restarts empty
@@ -171,5 +173,3 @@ class TiledLogits:
         assert self.acc is not None and self.wsum is not None
         out = self.acc[:, self.off : self.off + b - a] / self.wsum[self.off : self.off + b - a]
         return out.flip(-1) if self.flip else out
-
-

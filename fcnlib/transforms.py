@@ -57,7 +57,9 @@ def _image_to_tv(image: Any) -> tv_tensors.Image:
 def _mask_to_tv(mask: Any) -> tv_tensors.Mask:
     if isinstance(mask, Image.Image):
         if mask.mode not in ("L", "P"):
-            raise ValueError(f"mask image must have mode 'L' or 'P' (one label per pixel), got {mask.mode!r}")
+            raise ValueError(
+                f"mask image must have mode 'L' or 'P' (one label per pixel), got {mask.mode!r}"
+            )
         data = torch.from_numpy(np.array(mask, dtype=np.uint8))
     elif isinstance(mask, np.ndarray):
         data = torch.from_numpy(np.ascontiguousarray(mask))
@@ -147,7 +149,9 @@ class SegmentationTransform:
         self.pipeline = v2.Compose(
             [
                 *geometric_and_colour,
-                v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
+                v2.ToDtype(
+                    {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True
+                ),
                 v2.Normalize(mean=list(mean), std=list(std)),
             ]
         )

@@ -68,11 +68,15 @@ def _image_tensor(image: Image.Image | Tensor | np.ndarray) -> Tensor:
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"numpy image must be uint8 H x W x 3, got {image.dtype} {image.shape}")
+            raise ValueError(
+                f"numpy image must be uint8 H x W x 3, got {image.dtype} {image.shape}"
+            )
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     if isinstance(image, Tensor):
         if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
-            raise ValueError(f"image tensor must be uint8 3 x H x W, got {image.dtype} {tuple(image.shape)}")
+            raise ValueError(
+                f"image tensor must be uint8 3 x H x W, got {image.dtype} {tuple(image.shape)}"
+            )
         return image.detach().cpu()
     raise TypeError(f"image must be a PIL image, tensor or numpy array, got {type(image).__name__}")
 
@@ -85,7 +89,9 @@ def colorize(labels: Tensor | np.ndarray, palette: Sequence[Any] | None = None) 
     """
     t = _labels_tensor(labels)
     if t.numel() and (int(t.min()) < 0 or int(t.max()) > 255):
-        raise ValueError(f"labels must lie in 0..255 for a palette image, got {int(t.min())}..{int(t.max())}")
+        raise ValueError(
+            f"labels must lie in 0..255 for a palette image, got {int(t.min())}..{int(t.max())}"
+        )
     im = Image.fromarray(t.to(torch.uint8).numpy())
     im.putpalette([v for c in _palette_colors(palette) for v in c])
     return im
@@ -110,7 +116,9 @@ def overlay(
     img = _image_tensor(image)
     lab = _labels_tensor(labels)
     if tuple(lab.shape) != tuple(img.shape[-2:]):
-        raise ValueError(f"labels {tuple(lab.shape)} and image {tuple(img.shape[-2:])} differ in size")
+        raise ValueError(
+            f"labels {tuple(lab.shape)} and image {tuple(img.shape[-2:])} differ in size"
+        )
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     palette = _default_palette() if colors is None else _color_list(colors)
@@ -119,7 +127,9 @@ def overlay(
     present = [int(c) for c in torch.unique(lab)]
     bad = [c for c in present if not (0 <= c < num_classes or c == ignore_index)]
     if bad:
-        raise ValueError(f"labels {bad[:5]} outside 0..{num_classes - 1} (and not ignore_index={ignore_index})")
+        raise ValueError(
+            f"labels {bad[:5]} outside 0..{num_classes - 1} (and not ignore_index={ignore_index})"
+        )
     present = [c for c in present if c != ignore_index]
     out = img.clone()
     H, W = lab.shape
@@ -130,15 +140,24 @@ def overlay(
         if not cls:
             continue
         masks = strip[None] == torch.tensor(cls)[:, None, None]
-        drawn = draw_segmentation_masks(img[:, y0 : y0 + rows], masks, alpha=alpha, colors=[palette[c] for c in cls])
+        drawn = draw_segmentation_masks(
+            img[:, y0 : y0 + rows], masks, alpha=alpha, colors=[palette[c] for c in cls]
+        )
         keep = masks.any(0)
         out[:, y0 : y0 + rows][:, keep] = drawn[:, keep]
     return out
 
 
-def _legend_handles(classes: Sequence[str], colors: Sequence[Color], ids: Sequence[int]) -> list[Patch]:
+def _legend_handles(
+    classes: Sequence[str], colors: Sequence[Color], ids: Sequence[int]
+) -> list[Patch]:
     return [
-        Patch(facecolor=np.array(colors[i]) / 255.0, edgecolor="black", linewidth=0.5, label=str(classes[i]))
+        Patch(
+            facecolor=np.array(colors[i]) / 255.0,
+            edgecolor="black",
+            linewidth=0.5,
+            label=str(classes[i]),
+        )
         for i in ids
     ]
 
@@ -181,13 +200,19 @@ def side_by_side(
     for ax in (ax0, ax1):
         ax.set_axis_off()
     if present:
-        fig.legend(handles=_legend_handles(classes, colors, present), loc="outside right upper", frameon=False)
+        fig.legend(
+            handles=_legend_handles(classes, colors, present),
+            loc="outside right upper",
+            frameon=False,
+        )
     if title:
         fig.suptitle(title)
     return fig
 
 
-def legend_figure(classes: Sequence[str], palette: Sequence[Any] | None = None, ncols: int | None = None) -> Figure:
+def legend_figure(
+    classes: Sequence[str], palette: Sequence[Any] | None = None, ncols: int | None = None
+) -> Figure:
     """A figure with only a legend: every class with its palette colour (``ncols`` columns, default <= 4)."""
     n = len(classes)
     if n == 0:
@@ -197,7 +222,9 @@ def legend_figure(classes: Sequence[str], palette: Sequence[Any] | None = None, 
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(2.3 * ncols, 0.32 * nrows + 0.3))
     fig.add_subplot().set_axis_off()  # IPython does not display a figure without axes
-    fig.legend(handles=_legend_handles(classes, colors, range(n)), loc="center", ncols=ncols, frameon=False)
+    fig.legend(
+        handles=_legend_handles(classes, colors, range(n)), loc="center", ncols=ncols, frameon=False
+    )
     return fig
 
 
@@ -293,11 +320,17 @@ def plot_confusion(
     ``normalize=True`` divides each row by its sum (rows then sum to 1, i.e. per-class recall on the
     diagonal; an all-zero row stays 0). ``annotate`` writes the values in the cells (default: C <= 12).
     """
-    m = matrix.detach().cpu().double().numpy() if isinstance(matrix, Tensor) else np.asarray(matrix, dtype=np.float64)
+    m = (
+        matrix.detach().cpu().double().numpy()
+        if isinstance(matrix, Tensor)
+        else np.asarray(matrix, dtype=np.float64)
+    )
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"matrix must be C x C, got shape {m.shape}")
     if m.shape[0] != len(classes):
-        raise ValueError(f"matrix is {m.shape[0]} x {m.shape[0]} but {len(classes)} classes were given")
+        raise ValueError(
+            f"matrix is {m.shape[0]} x {m.shape[0]} but {len(classes)} classes were given"
+        )
     if normalize:
         sums = m.sum(axis=1, keepdims=True)
         m = np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
@@ -317,6 +350,13 @@ def plot_confusion(
         for i in range(C):
             for j in range(C):
                 text = f"{m[i, j]:.2f}" if normalize else f"{m[i, j]:.0f}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color="white" if hi and m[i, j] > 0.6 * hi else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if hi and m[i, j] > 0.6 * hi else "black",
+                )
     return fig

@@ -25,7 +25,9 @@ class SeedLoop:
         self.images, self.masks = images, masks
         self.num_classes = num_classes
         self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=1e-4, foreach=False)
+        self.optimizer = torch.optim.SGD(
+            model.parameters(), lr=LR, momentum=0.9, weight_decay=1e-4, foreach=False
+        )
         self.loss_sum = 0.0
         self.correct = self.labeled = 0
         self.inter = self.union = torch.zeros(num_classes)
@@ -55,8 +57,9 @@ def argmax_channel_loop(logits: Tensor) -> Tensor:
     return index
 
 
-def confusion_masked_bincount(pred: Tensor, target: Tensor, num_classes: int,
-                              ignore_index: int = IGNORE_INDEX) -> Tensor:
+def confusion_masked_bincount(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
     """Confusion matrix by boolean indexing, ``bincount(t[keep] * C + p[keep])``.
 
     Same counts as :func:`fcnlib.metrics.confusion_matrix`, which instead maps ignored pixels to
@@ -65,4 +68,6 @@ def confusion_masked_bincount(pred: Tensor, target: Tensor, num_classes: int,
     pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
     keep = target != ignore_index
     index = target[keep] * num_classes + pred[keep]
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return torch.bincount(index, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )

@@ -18,19 +18,27 @@ def make_model(s: BenchSettings) -> FCN:
     return fcn8s(s.num_classes, head=s.head, width=s.width, batch_norm=s.batch_norm)
 
 
-def random_masks(batch: int, size: tuple[int, int], num_classes: int, device: torch.device) -> Tensor:
+def random_masks(
+    batch: int, size: tuple[int, int], num_classes: int, device: torch.device
+) -> Tensor:
     """Random labels ``(B, H, W)`` int64 with about 5 % ignored (:data:`~fcnlib.constants.IGNORE_INDEX`) pixels."""
     masks = torch.randint(0, num_classes, (batch, *size), device=device)
     masks[torch.rand(masks.shape, device=device) < 0.05] = IGNORE_INDEX
     return masks
 
 
-def random_batch(batch: int, size: int, num_classes: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def random_batch(
+    batch: int, size: int, num_classes: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """A training batch: images ``(B, 3, size, size)`` ~ N(0, 1) and masks (see :func:`random_masks`)."""
-    return torch.randn(batch, 3, size, size, device=device), random_masks(batch, (size, size), num_classes, device)
+    return torch.randn(batch, 3, size, size, device=device), random_masks(
+        batch, (size, size), num_classes, device
+    )
 
 
-def random_logits(batch: int, size: tuple[int, int], num_classes: int, target: Tensor, device: torch.device) -> Tensor:
+def random_logits(
+    batch: int, size: tuple[int, int], num_classes: int, target: Tensor, device: torch.device
+) -> Tensor:
     """Float32 logits ``(B, C, H, W)`` ~ N(0, 1) with +2 on the target class (so IoUs are not trivial)."""
     logits = torch.randn(batch, num_classes, *size, device=device)
     cls = target.clamp(max=num_classes - 1)[:, None]

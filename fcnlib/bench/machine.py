@@ -28,13 +28,23 @@ def cpu_name() -> str:
 
 def device_info(device: torch.device) -> dict[str, Any]:
     """Name and properties of the benchmarked device, with the matching peak TFLOP/s (``None`` if unknown)."""
-    info: dict[str, Any] = {"type": device.type, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                            "cpu": cpu_name()}
+    info: dict[str, Any] = {
+        "type": device.type,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu_name(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(name=props.name, memory_bytes=props.total_memory, capability=f"{props.major}.{props.minor}",
-                    cuda=torch.version.cuda, tf32_conv=torch.backends.cudnn.allow_tf32,
-                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32, cudnn_benchmark=torch.backends.cudnn.benchmark)
+        info.update(
+            name=props.name,
+            memory_bytes=props.total_memory,
+            capability=f"{props.major}.{props.minor}",
+            cuda=torch.version.cuda,
+            tf32_conv=torch.backends.cudnn.allow_tf32,
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            cudnn_benchmark=torch.backends.cudnn.benchmark,
+        )
         info["peak_tflops"] = peak_tflops(props.name)
     else:
         info.update(name=f"{info['cpu']} ({torch.get_num_threads()} threads)", peak_tflops=None)

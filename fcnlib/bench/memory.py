@@ -77,11 +77,15 @@ class PeakMemory:
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         if device.type == "cuda":
-            self.method = "torch.cuda.max_memory_allocated (reset_peak_memory_stats before each call)"
+            self.method = (
+                "torch.cuda.max_memory_allocated (reset_peak_memory_stats before each call)"
+            )
         elif _can_reset_hwm():
             self.method = "peak RSS: /proc/self/status VmHWM, reset by writing 5 to /proc/self/clear_refs after malloc_trim(0)"
         else:
-            self.method = "peak RSS sampled every 1 ms by a thread (VmRSS / psutil) after malloc_trim(0)"
+            self.method = (
+                "peak RSS sampled every 1 ms by a thread (VmRSS / psutil) after malloc_trim(0)"
+            )
 
     @property
     def growth(self) -> int:

@@ -30,7 +30,9 @@ __all__ = ["equality_check", "bench_metric"]
 Fns = dict[str, Callable[[], Any]]
 
 
-def _equality_on(logits: Tensor, target: Tensor, num_classes: int, dev: torch.device) -> dict[str, Any]:
+def _equality_on(
+    logits: Tensor, target: Tensor, num_classes: int, dev: torch.device
+) -> dict[str, Any]:
     lg, tg = logits.to(dev), target.to(dev)
     matrix = confusion_matrix(lg.argmax(1), tg, num_classes, IGNORE_INDEX, validate=True).cpu()
     tp = matrix.diag()
@@ -46,14 +48,20 @@ def _equality_on(logits: Tensor, target: Tensor, num_classes: int, dev: torch.de
         "union_equal": integral and torch.equal(union.long(), cm_union),
         "pixel_correct_equal": correct == int(tp.sum()),
         "pixel_labelled_equal": labelled == int(matrix.sum()),
-        "masked_bincount_equal": torch.equal(confusion_masked_bincount(lg.argmax(1), tg, num_classes).cpu(), matrix),
+        "masked_bincount_equal": torch.equal(
+            confusion_masked_bincount(lg.argmax(1), tg, num_classes).cpu(), matrix
+        ),
         "max_indices_equal": torch.equal(max_indices, matrix),
     }
     return {
-        "passed": all(checks.values()), "checks": checks, "device": str(dev),
+        "passed": all(checks.values()),
+        "checks": checks,
+        "device": str(dev),
         "pixels_labelled": int(matrix.sum()),
         # informative only: the seed's code is expected to differ (ignored pixels counted in the union)
-        "seed_histc_agrees": bool(torch.equal(seed_inter.long(), tp) and torch.equal(seed_union.long(), cm_union)),
+        "seed_histc_agrees": bool(
+            torch.equal(seed_inter.long(), tp) and torch.equal(seed_union.long(), cm_union)
+        ),
     }
 
 
@@ -89,8 +97,14 @@ def _candidates(logits: Tensor, target: Tensor, num_classes: int) -> tuple[Fns, 
     metric_bf16 = SegmentationMetric(C, IGNORE_INDEX, validate=False)
     logits_bf16 = logits.to(torch.bfloat16)
     updates: Fns = {
-        "seed_histc": lambda: (seed_batch_pix_accuracy(logits, target), seed_batch_intersection_union(logits, target, C)),
-        "fixed_histc": lambda: (histc_pixel_accuracy(logits, target), histc_intersection_union(logits, target, C)),
+        "seed_histc": lambda: (
+            seed_batch_pix_accuracy(logits, target),
+            seed_batch_intersection_union(logits, target, C),
+        ),
+        "fixed_histc": lambda: (
+            histc_pixel_accuracy(logits, target),
+            histc_intersection_union(logits, target, C),
+        ),
         "confusion_matrix": lambda: metric.update(logits, target),
         "confusion_matrix_bf16_logits": lambda: metric_bf16.update(logits_bf16, target),
     }
@@ -134,9 +148,13 @@ def bench_metric(s: BenchSettings, device: torch.device, progress: bool = True) 
     equality = equality_check(logits, target, C)
     failed: dict[str, str] = {}
     groups = [_working(fns, failed) for fns in _candidates(logits, target, C)]
-    bar = tqdm(total=s.repeats * sum(map(len, groups)), desc="metric", leave=False, disable=not progress)
-    upd, arg, cnt = (_rows(time_interleaved(fns, device, s.metric_calls, s.warmup, s.repeats, bar), pixels)
-                     for fns in groups)
+    bar = tqdm(
+        total=s.repeats * sum(map(len, groups)), desc="metric", leave=False, disable=not progress
+    )
+    upd, arg, cnt = (
+        _rows(time_interleaved(fns, device, s.metric_calls, s.warmup, s.repeats, bar), pixels)
+        for fns in groups
+    )
     bar.close()
     for v in upd.values():
         v["speedup_vs_seed"] = upd["seed_histc"]["median_s"] / v["median_s"]
@@ -149,13 +167,21 @@ def bench_metric(s: BenchSettings, device: torch.device, progress: bool = True) 
     del logits, target, pred, groups
     free(device)
     return {
-        "logits": {"shape": [s.metric_batch, C, *s.metric_size], "dtype": "float32"}, "pixels_per_call": pixels,
-        "calls_per_repeat": s.metric_calls, "repeats": s.repeats,
-        "updates": upd, "argmax": arg, "counting": cnt,
-        "breakdown": {"argmax_s": argmax_s, "count_s": count_s,
-                      "argmax_share": argmax_s / (argmax_s + count_s),
-                      "update_s": upd["confusion_matrix"]["median_s"]},
+        "logits": {"shape": [s.metric_batch, C, *s.metric_size], "dtype": "float32"},
+        "pixels_per_call": pixels,
+        "calls_per_repeat": s.metric_calls,
+        "repeats": s.repeats,
+        "updates": upd,
+        "argmax": arg,
+        "counting": cnt,
+        "breakdown": {
+            "argmax_s": argmax_s,
+            "count_s": count_s,
+            "argmax_share": argmax_s / (argmax_s + count_s),
+            "update_s": upd["confusion_matrix"]["median_s"],
+        },
         "speedup": speedup,
         "goal": {"speedup": goal, "device": device.type, "met": speedup >= goal},
-        "equality": equality, "failed": failed,
+        "equality": equality,
+        "failed": failed,
     }

@@ -52,10 +52,14 @@ RECIPE_SCHEMA = "fcnlib-bench-recipe/1"
 
 
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> None:
-    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # as train(): augmentation depends on (seed, epoch)
+    torch.manual_seed(
+        cfg.seed * 1_000_003 + epoch
+    )  # as train(): augmentation depends on (seed, epoch)
 
 
-def _data_pass(train_ds: Dataset, cfg: TrainConfig, ctx: Context, max_batches: int | None) -> dict[str, Any]:
+def _data_pass(
+    train_ds: Dataset, cfg: TrainConfig, ctx: Context, max_batches: int | None
+) -> dict[str, Any]:
     """Iterate the epoch-0 training loader alone (no model), up to ``max_batches`` batches."""
     _epoch_seed(cfg, 0)
     loader = train_loader(train_ds, cfg, ctx, 0)
@@ -70,9 +74,16 @@ def _data_pass(train_ds: Dataset, cfg: TrainConfig, ctx: Context, max_batches: i
             break
     wall = time.perf_counter() - t0
     rate = samples / wall
-    return {"workers": cfg.workers, "batches": batches, "batches_per_epoch": len(loader), "samples": samples,
-            "wall_s": wall, "first_batch_s": first_s, "samples_per_s": rate,
-            "samples_per_s_per_worker": rate / max(1, cfg.workers)}
+    return {
+        "workers": cfg.workers,
+        "batches": batches,
+        "batches_per_epoch": len(loader),
+        "samples": samples,
+        "wall_s": wall,
+        "first_batch_s": first_s,
+        "samples_per_s": rate,
+        "samples_per_s_per_worker": rate / max(1, cfg.workers),
+    }
 
 
 def _prefetch(train_ds: Dataset, cfg: TrainConfig, ctx: Context, n: int) -> list[tuple[Any, Any]]:
@@ -86,8 +97,9 @@ def _prefetch(train_ds: Dataset, cfg: TrainConfig, ctx: Context, n: int) -> list
     return batches
 
 
-def _step_pass(run: Any, train_ds: Dataset, cfg: TrainConfig, ctx: Context, steps: int,
-               warmup: int) -> dict[str, Any]:
+def _step_pass(
+    run: Any, train_ds: Dataset, cfg: TrainConfig, ctx: Context, steps: int, warmup: int
+) -> dict[str, Any]:
     """``train_step`` alone, cycling over pre-fetched batches: the median of ``steps`` timed steps."""
     batches = _prefetch(train_ds, cfg, ctx, steps + warmup)
     run.train_model.train()
@@ -95,15 +107,32 @@ def _step_pass(run: Any, train_ds: Dataset, cfg: TrainConfig, ctx: Context, step
 
     def step(i: int) -> None:
         images, masks = batches[i % len(batches)]
-        losses.append(train_step(run.train_model, images, masks, run.criterion, run.optimizer, run.scaler, ctx,
-                                 cfg.channels_last))
+        losses.append(
+            train_step(
+                run.train_model,
+                images,
+                masks,
+                run.criterion,
+                run.optimizer,
+                run.scaler,
+                ctx,
+                cfg.channels_last,
+            )
+        )
 
     times = time_calls(step, ctx.device, steps, warmup)
     median = statistics.median(times)
-    return {"steps": steps, "warmup": warmup, "distinct_batches": len(batches),
-            "batch_size": int(batches[0][0].shape[0]), "median_s": median, "median_ms": median * 1e3,
-            "min_ms": min(times) * 1e3, "steps_ms": [t * 1e3 for t in times],
-            "losses_finite": bool(torch.isfinite(torch.stack(losses)).all())}
+    return {
+        "steps": steps,
+        "warmup": warmup,
+        "distinct_batches": len(batches),
+        "batch_size": int(batches[0][0].shape[0]),
+        "median_s": median,
+        "median_ms": median * 1e3,
+        "min_ms": min(times) * 1e3,
+        "steps_ms": [t * 1e3 for t in times],
+        "losses_finite": bool(torch.isfinite(torch.stack(losses)).all()),
+    }
 
 
 def _epoch_pass(run: Any, train_ds: Dataset, cfg: TrainConfig, ctx: Context) -> dict[str, Any]:
@@ -115,29 +144,50 @@ def _epoch_pass(run: Any, train_ds: Dataset, cfg: TrainConfig, ctx: Context) -> 
     sync(ctx.device)
     wall = time.perf_counter() - t0
     steps = len(loader)
-    return {"wall_s": wall, "steps": steps, "samples": min(len(train_ds), steps * cfg.batch_size),
-            "train_loss": loss}
+    return {
+        "wall_s": wall,
+        "steps": steps,
+        "samples": min(len(train_ds), steps * cfg.batch_size),
+        "train_loss": loss,
+    }
 
 
 def _validation_pass(run: Any, val_ds: Dataset, cfg: TrainConfig, ctx: Context) -> dict[str, Any]:
     """One validation pass, as ``train()`` runs it (``run.model``, the recipe's scale and flip)."""
     loader = val_loader(val_ds, ctx, cfg.val_batch_size, cfg.workers)
     t0 = time.perf_counter()
-    evaluate(run.model, loader, run.num_classes, ctx, per_image=cfg.per_image, progress=False,
-             scale=cfg.eval_scale, flip=cfg.eval_flip)
+    evaluate(
+        run.model,
+        loader,
+        run.num_classes,
+        ctx,
+        per_image=cfg.per_image,
+        progress=False,
+        scale=cfg.eval_scale,
+        flip=cfg.eval_flip,
+    )
     sync(ctx.device)
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "images": len(val_ds), "batches": len(loader), "images_per_s": len(val_ds) / wall,
-            "scale": cfg.eval_scale, "flip": cfg.eval_flip}
+    return {
+        "wall_s": wall,
+        "images": len(val_ds),
+        "batches": len(loader),
+        "images_per_s": len(val_ds) / wall,
+        "scale": cfg.eval_scale,
+        "flip": cfg.eval_flip,
+    }
 
 
 def breakdown(epoch_s: float, steps: int, step_s: float, validation_s: float) -> dict[str, Any]:
     """The data-wait share of an epoch and ``epoch_ratio`` (see the module docstring)."""
     compute_s = steps * step_s
     wait_s = epoch_s - compute_s
-    return {"steps_x_step_s": compute_s, "data_wait_s": wait_s,
-            "data_wait_share": min(1.0, max(0.0, wait_s / epoch_s)) if epoch_s > 0 else 0.0,
-            "epoch_ratio": (epoch_s + validation_s) / (compute_s + validation_s)}
+    return {
+        "steps_x_step_s": compute_s,
+        "data_wait_s": wait_s,
+        "data_wait_share": min(1.0, max(0.0, wait_s / epoch_s)) if epoch_s > 0 else 0.0,
+        "epoch_ratio": (epoch_s + validation_s) / (compute_s + validation_s),
+    }
 
 
 def _recipe(config: str | os.PathLike, device: str | None) -> TrainConfig:
@@ -149,7 +199,9 @@ def _recipe(config: str | os.PathLike, device: str | None) -> TrainConfig:
     return cfg
 
 
-def _measure(cfg: TrainConfig, steps: int, warmup: int, data_batches: int | None, out_dir: Path) -> dict[str, Any]:
+def _measure(
+    cfg: TrainConfig, steps: int, warmup: int, data_batches: int | None, out_dir: Path
+) -> dict[str, Any]:
     """Build the recipe's run and time the data pass, the step, one epoch and one validation pass.
 
     Nothing is saved: the run's output folder (``out_dir``/``.no-checkpoints``, never created) only
@@ -164,20 +216,32 @@ def _measure(cfg: TrainConfig, steps: int, warmup: int, data_batches: int | None
     run = build_run(cfg, ctx, train_ds, out=folder)
     setup_s = time.perf_counter() - t0
     out: dict[str, Any] = {
-        "device": device_info(ctx.device), "setup_s": setup_s,
-        "context": {"device": str(ctx.device),
-                    "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
-                    "threads": torch.get_num_threads(), "workers": cfg.workers, "channels_last": cfg.channels_last,
-                    "compile": cfg.compile},
-        "model": {"name": cfg.model, "parameters": sum(p.numel() for p in run.model.parameters()),
-                  "weights": "random initialisation"},
+        "device": device_info(ctx.device),
+        "setup_s": setup_s,
+        "context": {
+            "device": str(ctx.device),
+            "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
+            "threads": torch.get_num_threads(),
+            "workers": cfg.workers,
+            "channels_last": cfg.channels_last,
+            "compile": cfg.compile,
+        },
+        "model": {
+            "name": cfg.model,
+            "parameters": sum(p.numel() for p in run.model.parameters()),
+            "weights": "random initialisation",
+        },
     }
     out["data"] = _data_pass(train_ds, cfg, ctx, data_batches)
     out["step"] = _step_pass(run, train_ds, cfg, ctx, steps, warmup)
     out["epoch"] = _epoch_pass(run, train_ds, cfg, ctx)
     out["validation"] = _validation_pass(run, val_ds, cfg, ctx)
-    out["breakdown"] = breakdown(out["epoch"]["wall_s"], out["epoch"]["steps"], out["step"]["median_s"],
-                                 out["validation"]["wall_s"])
+    out["breakdown"] = breakdown(
+        out["epoch"]["wall_s"],
+        out["epoch"]["steps"],
+        out["step"]["median_s"],
+        out["validation"]["wall_s"],
+    )
     return out
 
 
@@ -205,8 +269,12 @@ def run_recipe_bench(
     cfg = _recipe(config, device)
     name = Path(config).stem
     result: dict[str, Any] = {
-        "schema": RECIPE_SCHEMA, "recipe": str(config), "recipe_name": name, "run": run_info(argv),
-        "torch": torch.__version__, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "schema": RECIPE_SCHEMA,
+        "recipe": str(config),
+        "recipe_name": name,
+        "run": run_info(argv),
+        "torch": torch.__version__,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "load_average_start": load_average(),
     }
     threads = torch.get_num_threads()
@@ -215,7 +283,12 @@ def run_recipe_bench(
         result.update(_measure(cfg, steps, warmup, data_batches, Path(out_dir)))
     finally:
         torch.set_num_threads(threads)
-    result.update(load_average_end=load_average(), wall_s=time.perf_counter() - t0, config=cfg.to_dict(), units=UNITS)
+    result.update(
+        load_average_end=load_average(),
+        wall_s=time.perf_counter() - t0,
+        config=cfg.to_dict(),
+        units=UNITS,
+    )
     out, kind = Path(out_dir), result["device"]["type"]
     stem = f"recipe-{name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md"}

@@ -24,12 +24,19 @@ from .train import bench_train
 __all__ = ["UNITS", "bench_context", "run_bench"]
 
 #: What the key suffixes of a result mean.
-UNITS = {"*_s": "seconds", "*_ms": "milliseconds", "*_bytes": "bytes", "images_per_s": "images per second",
-         "pixels_per_s": "pixels per second", "megapixels_per_s": "1e6 pixels per second",
-         "samples_per_s": "training samples per second",
-         "flops_*": "floating-point operations (multiply and add counted separately)",
-         "achieved_tflops": "1e12 FLOP per second", "mfu_*": "fraction of the peak",
-         "*_share": "fraction (0 to 1)"}
+UNITS = {
+    "*_s": "seconds",
+    "*_ms": "milliseconds",
+    "*_bytes": "bytes",
+    "images_per_s": "images per second",
+    "pixels_per_s": "pixels per second",
+    "megapixels_per_s": "1e6 pixels per second",
+    "samples_per_s": "training samples per second",
+    "flops_*": "floating-point operations (multiply and add counted separately)",
+    "achieved_tflops": "1e12 FLOP per second",
+    "mfu_*": "fraction of the peak",
+    "*_share": "fraction (0 to 1)",
+}
 
 
 def bench_context(device: str, amp: str = "auto") -> Context:
@@ -42,13 +49,23 @@ def bench_context(device: str, amp: str = "auto") -> Context:
 
 def _save(result: dict[str, Any], out_dir: Path, label: str, stem: str) -> dict[str, str]:
     """Write JSON, markdown and plot as ``<stem>.*`` and as ``latest-<label>.*``; return the paths."""
-    files = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}-scaling.png"}
-    latest = {"json": out_dir / f"latest-{label}.json", "markdown": out_dir / f"latest-{label}.md",
-              "plot": out_dir / f"latest-{label}-scaling.png"}
+    files = {
+        "json": out_dir / f"{stem}.json",
+        "markdown": out_dir / f"{stem}.md",
+        "plot": out_dir / f"{stem}-scaling.png",
+    }
+    latest = {
+        "json": out_dir / f"latest-{label}.json",
+        "markdown": out_dir / f"latest-{label}.md",
+        "plot": out_dir / f"latest-{label}-scaling.png",
+    }
     result["files"] = {k: v.name for k, v in files.items()}
     d = result["device"]
-    plot_scaling(result["scaling"], f"fcnlib train step, FCN-8s width {result['settings']['width']}, {d['name']}",
-                 files["plot"])
+    plot_scaling(
+        result["scaling"],
+        f"fcnlib train step, FCN-8s width {result['settings']['width']}, {d['name']}",
+        files["plot"],
+    )
     return write_files(result, to_markdown(result), files, latest)
 
 
@@ -78,7 +95,10 @@ def run_bench(
     t0 = time.perf_counter()
     info = device_info(ctx.device)
     result: dict[str, Any] = {
-        "schema": SCHEMA, "run": run_info(argv), "torch": torch.__version__, "device": info,
+        "schema": SCHEMA,
+        "run": run_info(argv),
+        "torch": torch.__version__,
+        "device": info,
         "settings": {**asdict(s), "kind": kind},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "load_average_start": load_average(),

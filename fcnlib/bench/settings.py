@@ -32,10 +32,28 @@ GOALS = {"train_gpu": 3.0, "metric_gpu": 20.0, "metric_cpu": 3.0}
 #: Dense peak throughput (TFLOP/s) of common cards: half precision (bf16; fp16 where the card has
 #: no bf16) and fp32 (non-tensor-core). From NVIDIA's datasheets; first matching pattern wins.
 PEAK_TFLOPS: list[dict[str, Any]] = [
-    {"pattern": r"\bH100\b.*\bPCIe\b", "card": "H100 PCIe", "half": 756.0, "half_dtype": "bf16", "fp32": 51.0},
-    {"pattern": r"\bH100\b.*\bNVL\b", "card": "H100 NVL", "half": 835.0, "half_dtype": "bf16", "fp32": 60.0},
+    {
+        "pattern": r"\bH100\b.*\bPCIe\b",
+        "card": "H100 PCIe",
+        "half": 756.0,
+        "half_dtype": "bf16",
+        "fp32": 51.0,
+    },
+    {
+        "pattern": r"\bH100\b.*\bNVL\b",
+        "card": "H100 NVL",
+        "half": 835.0,
+        "half_dtype": "bf16",
+        "fp32": 60.0,
+    },
     {"pattern": r"\bH100\b", "card": "H100 SXM", "half": 989.0, "half_dtype": "bf16", "fp32": 67.0},
-    {"pattern": r"\bH200\b", "card": "H200 (as H100 SXM)", "half": 989.0, "half_dtype": "bf16", "fp32": 67.0},
+    {
+        "pattern": r"\bH200\b",
+        "card": "H200 (as H100 SXM)",
+        "half": 989.0,
+        "half_dtype": "bf16",
+        "fp32": 67.0,
+    },
     {"pattern": r"\bA100\b", "card": "A100", "half": 312.0, "half_dtype": "bf16", "fp32": 19.5},
     {"pattern": r"\bL4\b", "card": "L4", "half": 121.0, "half_dtype": "bf16", "fp32": 30.0},
     {"pattern": r"\bT4\b", "card": "T4", "half": 65.0, "half_dtype": "fp16", "fp32": 8.1},
@@ -81,7 +99,9 @@ class BenchSettings:
 
 
 def _scaled_images(factor: int) -> tuple[tuple[str, int, int], ...]:
-    return tuple((name, max(1, round(h / factor)), max(1, round(w / factor))) for name, h, w in IMAGES)
+    return tuple(
+        (name, max(1, round(h / factor)), max(1, round(w / factor))) for name, h, w in IMAGES
+    )
 
 
 def settings_for(device: torch.device, quick: bool, tiny: bool = False) -> BenchSettings:
@@ -94,33 +114,95 @@ def settings_for(device: torch.device, quick: bool, tiny: bool = False) -> Bench
     """
     if tiny:
         return BenchSettings(
-            "tiny", width=0.0625, train_batch=2, train_size=64, train_steps=1, warmup=1, repeats=2, compile=False,
-            metric_batch=2, metric_size=(96, 128), metric_calls=2, infer_images=_scaled_images(16),
-            infer_repeats=(1, 1, 1), infer_warmup=(1, 0, 0), infer_train_size=32, infer_tile=64, infer_overlap=16,
-            scale_batches=(1, 2), scale_batch_size=48, scale_sizes=(32, 64), scale_size_batch=1, scale_steps=1,
+            "tiny",
+            width=0.0625,
+            train_batch=2,
+            train_size=64,
+            train_steps=1,
+            warmup=1,
+            repeats=2,
+            compile=False,
+            metric_batch=2,
+            metric_size=(96, 128),
+            metric_calls=2,
+            infer_images=_scaled_images(16),
+            infer_repeats=(1, 1, 1),
+            infer_warmup=(1, 0, 0),
+            infer_train_size=32,
+            infer_tile=64,
+            infer_overlap=16,
+            scale_batches=(1, 2),
+            scale_batch_size=48,
+            scale_sizes=(32, 64),
+            scale_size_batch=1,
+            scale_steps=1,
         )
     if device.type == "cuda":
         if not quick:
             return BenchSettings("gpu-full", width=1.0)
         return BenchSettings(
-            "gpu-quick", width=1.0, train_batch=4, train_size=256, train_steps=5, warmup=2, repeats=3, compile=False,
-            metric_batch=4, metric_calls=5, infer_repeats=(3, 2, 1), infer_warmup=(1, 1, 1),
-            scale_batches=(1, 2, 4), scale_batch_size=256, scale_sizes=(128, 256, 384), scale_size_batch=2,
+            "gpu-quick",
+            width=1.0,
+            train_batch=4,
+            train_size=256,
+            train_steps=5,
+            warmup=2,
+            repeats=3,
+            compile=False,
+            metric_batch=4,
+            metric_calls=5,
+            infer_repeats=(3, 2, 1),
+            infer_warmup=(1, 1, 1),
+            scale_batches=(1, 2, 4),
+            scale_batch_size=256,
+            scale_sizes=(128, 256, 384),
+            scale_size_batch=2,
             scale_steps=3,
         )
     if quick:
         return BenchSettings(
-            "cpu-quick", width=0.125, train_batch=2, train_size=96, train_steps=2, warmup=1, repeats=3, compile=False,
-            metric_batch=2, metric_size=(256, 256), metric_calls=3, infer_images=_scaled_images(4),
-            infer_repeats=(3, 2, 1), infer_warmup=(1, 1, 0), infer_train_size=128, infer_tile=256, infer_overlap=64,
-            scale_batches=(1, 2, 4), scale_batch_size=96, scale_sizes=(64, 96, 128), scale_size_batch=2,
+            "cpu-quick",
+            width=0.125,
+            train_batch=2,
+            train_size=96,
+            train_steps=2,
+            warmup=1,
+            repeats=3,
+            compile=False,
+            metric_batch=2,
+            metric_size=(256, 256),
+            metric_calls=3,
+            infer_images=_scaled_images(4),
+            infer_repeats=(3, 2, 1),
+            infer_warmup=(1, 1, 0),
+            infer_train_size=128,
+            infer_tile=256,
+            infer_overlap=64,
+            scale_batches=(1, 2, 4),
+            scale_batch_size=96,
+            scale_sizes=(64, 96, 128),
+            scale_size_batch=2,
             scale_steps=2,
         )
     return BenchSettings(
-        "cpu-full", width=0.125, train_batch=4, train_size=160, train_steps=2, warmup=1, repeats=5, compile=True,
-        metric_batch=4, metric_size=(480, 480), metric_calls=2, infer_images=IMAGES,
-        infer_repeats=(3, 1, 1), infer_warmup=(1, 1, 0),
-        scale_batches=(1, 2, 4, 8), scale_batch_size=128, scale_sizes=(64, 128, 192, 256), scale_size_batch=2,
+        "cpu-full",
+        width=0.125,
+        train_batch=4,
+        train_size=160,
+        train_steps=2,
+        warmup=1,
+        repeats=5,
+        compile=True,
+        metric_batch=4,
+        metric_size=(480, 480),
+        metric_calls=2,
+        infer_images=IMAGES,
+        infer_repeats=(3, 1, 1),
+        infer_warmup=(1, 1, 0),
+        scale_batches=(1, 2, 4, 8),
+        scale_batch_size=128,
+        scale_sizes=(64, 128, 192, 256),
+        scale_size_batch=2,
         scale_steps=2,
     )
 

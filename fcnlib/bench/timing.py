@@ -19,7 +19,11 @@ def sync(device: torch.device) -> None:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], device: torch.device, calls: int, warmup: int, repeats: int,
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device,
+    calls: int,
+    warmup: int,
+    repeats: int,
     bar: Any = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function: ``repeats`` measurements each, the variants alternating (ABAB...).
@@ -46,7 +50,9 @@ def time_interleaved(
     return times
 
 
-def time_calls(fn: Callable[[int], Any], device: torch.device, calls: int, warmup: int) -> list[float]:
+def time_calls(
+    fn: Callable[[int], Any], device: torch.device, calls: int, warmup: int
+) -> list[float]:
     """Seconds of each of ``calls`` timed calls ``fn(i)`` (``i`` counts from 0 over warm-up and timed
     calls), each between two device synchronisations, after ``warmup`` untimed calls."""
     times = []
@@ -70,7 +76,9 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 def free(device: torch.device) -> None:

@@ -34,15 +34,24 @@ class FcnlibLoop:
     ``ctx``, channels_last, fused/foreach SGD), the loss summed on the device, and a
     ``SegmentationMetric(validate=False)`` updated from the logits (taken with a forward hook)."""
 
-    def __init__(self, model: FCN, images: Tensor, masks: Tensor, ctx: Context, num_classes: int,
-                 compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: FCN,
+        images: Tensor,
+        masks: Tensor,
+        ctx: Context,
+        num_classes: int,
+        compile: bool = False,
+    ) -> None:
         self.model = model.to(memory_format=torch.channels_last).train()
         self.images, self.masks, self.ctx = images, masks, ctx
         self._logits: list[Tensor | None] = [None]
         model.register_forward_hook(lambda _m, _i, out: self._logits.__setitem__(0, out.detach()))
         self.train_model: nn.Module = torch.compile(model) if compile else model
         opt = TrainConfig(lr=LR, momentum=0.9, weight_decay=1e-4).optim
-        self.optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], opt, ctx.device)
+        self.optimizer = make_optimizer(
+            [p for p in model.parameters() if p.requires_grad], opt, ctx.device
+        )
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
         self.criterion = SegmentationLoss(ignore_index=IGNORE_INDEX).to(ctx.device)
         self.metric = SegmentationMetric(num_classes, IGNORE_INDEX, validate=False)
@@ -53,8 +62,16 @@ class FcnlibLoop:
         self.images, self.masks = images, masks
 
     def step(self) -> None:
-        loss = train_step(self.train_model, self.images, self.masks, self.criterion, self.optimizer, self.scaler,
-                          self.ctx, channels_last=True)
+        loss = train_step(
+            self.train_model,
+            self.images,
+            self.masks,
+            self.criterion,
+            self.optimizer,
+            self.scaler,
+            self.ctx,
+            channels_last=True,
+        )
         self.loss_sum += loss.double()
         self.finite &= torch.isfinite(loss)
         assert self._logits[0] is not None
@@ -84,11 +101,16 @@ def _mfu(flops: int, step_s: float, peak: dict[str, Any] | None) -> dict[str, An
     return out
 
 
-def _compile_variant(s: BenchSettings, base: FCN, images: Tensor, masks: Tensor, ctx: Context,
-                     quick: bool) -> tuple[FcnlibLoop | None, dict[str, Any]]:
+def _compile_variant(
+    s: BenchSettings, base: FCN, images: Tensor, masks: Tensor, ctx: Context, quick: bool
+) -> tuple[FcnlibLoop | None, dict[str, Any]]:
     """The compiled fcnlib loop after its first (compiling) step, or ``None`` and why it was not measured."""
     if not s.compile:
-        why = "skipped with --quick on the CPU (compiling takes minutes on 2 cores)" if quick else "disabled in this profile"
+        why = (
+            "skipped with --quick on the CPU (compiling takes minutes on 2 cores)"
+            if quick
+            else "disabled in this profile"
+        )
         return None, {"status": "not measured", "reason": why}
     try:
         loop = FcnlibLoop(copy.deepcopy(base), images, masks, ctx, s.num_classes, compile=True)
@@ -98,17 +120,29 @@ def _compile_variant(s: BenchSettings, base: FCN, images: Tensor, masks: Tensor,
         return loop, {"status": "measured", "compile_s": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - a missing compiler or an inductor bug must not stop the benchmark
         first = str(exc).splitlines()[0] if str(exc) else ""
-        return None, {"status": "not measured", "reason": f"torch.compile failed: {type(exc).__name__}: {first}"}
+        return None, {
+            "status": "not measured",
+            "reason": f"torch.compile failed: {type(exc).__name__}: {first}",
+        }
 
 
-def _variants(times: dict[str, list[float]], batch: int, flops: int, peak: dict[str, Any] | None,
-              compile_info: dict[str, Any]) -> dict[str, Any]:
+def _variants(
+    times: dict[str, list[float]],
+    batch: int,
+    flops: int,
+    peak: dict[str, Any] | None,
+    compile_info: dict[str, Any],
+) -> dict[str, Any]:
     """Per loop: images/s, ms/step, the repeats, utilisation and the speed-up over the seed loop."""
     variants: dict[str, Any] = {}
     for name, sec in times.items():
         step_s = statistics.median(sec)
-        variants[name] = {"images_per_s": batch / step_s, "step_ms": step_s * 1e3, **summary(sec),
-                          **_mfu(flops, step_s, peak)}
+        variants[name] = {
+            "images_per_s": batch / step_s,
+            "step_ms": step_s * 1e3,
+            **summary(sec),
+            **_mfu(flops, step_s, peak),
+        }
     variants.setdefault("fcnlib_compile", {}).update(compile_info)
     seed_ips = variants["seed"]["images_per_s"]
     for v in variants.values():
@@ -117,8 +151,13 @@ def _variants(times: dict[str, list[float]], batch: int, flops: int, peak: dict[
     return variants
 
 
-def bench_train(s: BenchSettings, ctx: Context, peak: dict[str, Any] | None, quick: bool = False,
-                progress: bool = True) -> dict[str, Any]:
+def bench_train(
+    s: BenchSettings,
+    ctx: Context,
+    peak: dict[str, Any] | None,
+    quick: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Training throughput of the seed-style and fcnlib loops (and compiled), FLOPs and utilisation."""
     device = ctx.device
     torch.manual_seed(0)
@@ -133,7 +172,9 @@ def bench_train(s: BenchSettings, ctx: Context, peak: dict[str, Any] | None, qui
     if compiled is not None:
         loops["fcnlib_compile"] = compiled
     bar = tqdm(total=s.repeats * len(loops), desc="train", leave=False, disable=not progress)
-    times = time_interleaved({k: v.step for k, v in loops.items()}, device, s.train_steps, s.warmup, s.repeats, bar)
+    times = time_interleaved(
+        {k: v.step for k, v in loops.items()}, device, s.train_steps, s.warmup, s.repeats, bar
+    )
     bar.close()
     variants = _variants(times, s.train_batch, flops, peak, compile_info)
     speedup = variants["fcnlib"]["speedup_vs_seed"]
@@ -141,14 +182,28 @@ def bench_train(s: BenchSettings, ctx: Context, peak: dict[str, Any] | None, qui
     del loops, compiled
     free(device)
     return {
-        "model": {"name": "fcn8s", "width": s.width, "head": s.head, "batch_norm": s.batch_norm,
-                  "num_classes": s.num_classes, "parameters": sum(p.numel() for p in base.parameters())},
-        "batch": s.train_batch, "crop": [s.train_size, s.train_size], "steps_per_repeat": s.train_steps,
-        "warmup_steps": s.warmup, "repeats": s.repeats,
+        "model": {
+            "name": "fcn8s",
+            "width": s.width,
+            "head": s.head,
+            "batch_norm": s.batch_norm,
+            "num_classes": s.num_classes,
+            "parameters": sum(p.numel() for p in base.parameters()),
+        },
+        "batch": s.train_batch,
+        "crop": [s.train_size, s.train_size],
+        "steps_per_repeat": s.train_steps,
+        "warmup_steps": s.warmup,
+        "repeats": s.repeats,
         "fcnlib_amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
-        "flops_per_step": flops, "flops_per_image": flops / s.train_batch,
-        "variants": variants, "losses_finite": finite,
+        "flops_per_step": flops,
+        "flops_per_image": flops / s.train_batch,
+        "variants": variants,
+        "losses_finite": finite,
         "speedup": speedup,
-        "goal": {"speedup": GOALS["train_gpu"], "applies_to": "cuda",
-                 "met": speedup >= GOALS["train_gpu"] if device.type == "cuda" else None},
+        "goal": {
+            "speedup": GOALS["train_gpu"],
+            "applies_to": "cuda",
+            "met": speedup >= GOALS["train_gpu"] if device.type == "cuda" else None,
+        },
     }

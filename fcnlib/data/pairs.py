@@ -65,7 +65,9 @@ def index_by_stem(folder: Path, suffixes: Iterable[str], kind: str) -> dict[str,
         if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in allowed:
             continue
         if path.stem in by_stem:
-            raise DatasetError(f"two {kind}s share the stem '{path.stem}': {by_stem[path.stem].name} and {path.name} in {folder}")
+            raise DatasetError(
+                f"two {kind}s share the stem '{path.stem}': {by_stem[path.stem].name} and {path.name} in {folder}"
+            )
         by_stem[path.stem] = path
     return by_stem
 
@@ -110,7 +112,9 @@ class PairDataset(Dataset):
 
     def check(self, progress: bool = True) -> None:
         """Read and validate every pair (sizes, label values, decodability); raise the first error."""
-        for index in tqdm(range(len(self)), desc=f"checking {type(self).__name__}", disable=not progress):
+        for index in tqdm(
+            range(len(self)), desc=f"checking {type(self).__name__}", disable=not progress
+        ):
             self.raw(index)
 
 
@@ -122,7 +126,9 @@ class CachedDataset(Dataset):
     a small machine this takes JPEG decoding out of every epoch.
     """
 
-    def __init__(self, dataset: Dataset, transforms: PairTransform | None = None, progress: bool = True) -> None:
+    def __init__(
+        self, dataset: Dataset, transforms: PairTransform | None = None, progress: bool = True
+    ) -> None:
         base, indices = dataset, list(range(len(dataset)))
         while isinstance(base, torch.utils.data.Subset):
             indices = [base.indices[i] for i in indices]
@@ -131,7 +137,9 @@ class CachedDataset(Dataset):
         self.num_classes: int = int(base.num_classes)
         self.transforms: PairTransform = transforms if transforms is not None else base.transforms
         self.items: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for index in tqdm(indices, desc=f"decoding {type(base).__name__}", disable=not progress, leave=False):
+        for index in tqdm(
+            indices, desc=f"decoding {type(base).__name__}", disable=not progress, leave=False
+        ):
             image, mask = base.raw(index)
             pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
             self.items.append((pixels, torch.from_numpy(np.ascontiguousarray(mask))))
@@ -148,7 +156,9 @@ class CachedDataset(Dataset):
         return self.transforms(image, mask)
 
 
-def median_frequency_weights(dataset: Dataset, num_classes: int, max_weight: float = 10.0) -> list[float]:
+def median_frequency_weights(
+    dataset: Dataset, num_classes: int, max_weight: float = 10.0
+) -> list[float]:
     """Median-frequency class weights (Eigen and Fergus 2015; SegNet on CamVid) of ``dataset``.
 
     ``freq[c]`` = pixels of class ``c`` / pixels of the images in which ``c`` occurs;
@@ -165,5 +175,7 @@ def median_frequency_weights(dataset: Dataset, num_classes: int, max_weight: flo
         present_pixels += (hist > 0).double() * mask.numel()
     freq = counts / present_pixels.clamp_min(1)
     median = freq[freq > 0].median() if (freq > 0).any() else torch.tensor(1.0, dtype=torch.float64)
-    weights = torch.where(freq > 0, median / freq.clamp_min(1e-12), torch.full_like(freq, max_weight))
+    weights = torch.where(
+        freq > 0, median / freq.clamp_min(1e-12), torch.full_like(freq, max_weight)
+    )
     return [round(float(w), 6) for w in weights.clamp(max=max_weight)]

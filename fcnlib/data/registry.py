@@ -68,7 +68,9 @@ _EXTRA_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _check_request(name: str, root: str | Path | None, num_classes: int | None, options: dict[str, Any]) -> None:
+def _check_request(
+    name: str, root: str | Path | None, num_classes: int | None, options: dict[str, Any]
+) -> None:
     """The checks every dataset name shares: known name, accepted options, root, class count."""
     if name not in DATASET_INFO:
         raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(DATASET_INFO)}")
@@ -76,11 +78,19 @@ def _check_request(name: str, root: str | Path | None, num_classes: int | None, 
     unexpected = sorted(set(options) - set(_EXTRA_OPTIONS[name]))
     if unexpected:
         accepted = ", ".join(_EXTRA_OPTIONS[name]) or "none"
-        raise DatasetError(f"unexpected option(s) for {name}: {', '.join(unexpected)} (accepted: {accepted})")
+        raise DatasetError(
+            f"unexpected option(s) for {name}: {', '.join(unexpected)} (accepted: {accepted})"
+        )
     if info.needs_root and root is None:
         raise DatasetError(f"dataset {name!r} needs a root folder (--data-root)")
-    if name not in ("folder", "shapes") and num_classes is not None and num_classes != info.num_classes:
-        raise DatasetError(f"dataset {name!r} has {info.num_classes} classes, got num_classes={num_classes}")
+    if (
+        name not in ("folder", "shapes")
+        and num_classes is not None
+        and num_classes != info.num_classes
+    ):
+        raise DatasetError(
+            f"dataset {name!r} has {info.num_classes} classes, got num_classes={num_classes}"
+        )
 
 
 def build_dataset(
@@ -115,7 +125,9 @@ def build_dataset(
         transforms = train_transforms(crop_size) if train else eval_transforms()
     if name == "shapes":
         if split not in _SHAPES_SPLITS:
-            raise DatasetError(f"unknown shapes split {split!r}: choose one of {', '.join(_SHAPES_SPLITS)}")
+            raise DatasetError(
+                f"unknown shapes split {split!r}: choose one of {', '.join(_SHAPES_SPLITS)}"
+            )
         seed, num_images = _SHAPES_SPLITS[split]
         options = {"seed": seed, "num_images": num_images, **kwargs}
         return SyntheticShapes(num_classes=num_classes or 6, transforms=transforms, **options)
@@ -126,11 +138,15 @@ def build_dataset(
         return SBDSegmentation(root, split or "train", transforms)
     if name == "trainaug":
         if split not in ("train", "trainaug", None):
-            raise DatasetError(f"trainaug is a training set (split 'train'); got {split!r} (use voc val to evaluate)")
+            raise DatasetError(
+                f"trainaug is a training set (split 'train'); got {split!r} (use voc val to evaluate)"
+            )
         return VOCTrainAug(root, transforms=transforms, **kwargs)
     if name == "camvid":
         return CamVid(root, split or "train", transforms)
     if num_classes is None:  # folder
         raise DatasetError("dataset 'folder' needs num_classes (--num-classes)")
     folder_split = None if split in (None, "all") else split
-    return SegmentationFolder(root, folder_split, num_classes=num_classes, transforms=transforms, **kwargs)
+    return SegmentationFolder(
+        root, folder_split, num_classes=num_classes, transforms=transforms, **kwargs
+    )

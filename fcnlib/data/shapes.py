@@ -30,7 +30,9 @@ _SHAPE_STYLE: dict[int, tuple[tuple[int, int, int], float, float]] = {
 }
 
 
-def _rotated(points: np.ndarray, angle: float, centre: tuple[float, float]) -> list[tuple[float, float]]:
+def _rotated(
+    points: np.ndarray, angle: float, centre: tuple[float, float]
+) -> list[tuple[float, float]]:
     cos, sin = math.cos(angle), math.sin(angle)
     x = points[:, 0] * cos - points[:, 1] * sin + centre[0]
     y = points[:, 0] * sin + points[:, 1] * cos + centre[1]
@@ -52,7 +54,9 @@ def _draw_shape(
     name = SHAPES_CLASSES[shape_class]
     if name == "rectangle":
         half_w, half_h = radius, radius * rng.uniform(0.4, 1.0)
-        corners = np.array([[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]])
+        corners = np.array(
+            [[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]]
+        )
         draw.polygon(_rotated(corners, angle, centre), fill=fill)
     elif name in ("disc", "ring"):
         ry = radius * rng.uniform(0.75, 1.0)
@@ -64,7 +68,10 @@ def _draw_shape(
     elif name == "triangle":
         angles = np.array([0.0, 2 * math.pi / 3, 4 * math.pi / 3]) + rng.uniform(-0.3, 0.3, 3)
         radii = radius * rng.uniform(0.8, 1.0, 3)
-        draw.polygon(_rotated(np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1), angle, centre), fill=fill)
+        draw.polygon(
+            _rotated(np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1), angle, centre),
+            fill=fill,
+        )
     elif name == "cross":
         arm = radius * rng.uniform(0.2, 0.35)
         for bar in (np.array([[-radius, -arm], [radius, -arm], [radius, arm], [-radius, arm]]),
@@ -72,11 +79,19 @@ def _draw_shape(
             draw.polygon(_rotated(bar, angle, centre), fill=fill)
     elif name == "diamond":
         half_h = radius * rng.uniform(0.45, 0.8)
-        draw.polygon(_rotated(np.array([[-radius, 0], [0, -half_h], [radius, 0], [0, half_h]]), angle, centre), fill=fill)
+        draw.polygon(
+            _rotated(
+                np.array([[-radius, 0], [0, -half_h], [radius, 0], [0, half_h]]), angle, centre
+            ),
+            fill=fill,
+        )
     elif name == "star":
         angles = np.arange(10) * math.pi / 5
         radii = np.where(np.arange(10) % 2 == 0, radius, radius * 0.45)
-        draw.polygon(_rotated(np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1), angle, centre), fill=fill)
+        draw.polygon(
+            _rotated(np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1), angle, centre),
+            fill=fill,
+        )
     else:  # pragma: no cover - guarded by num_classes validation
         raise ValueError(f"no drawing for class {name!r}")
 
@@ -109,13 +124,17 @@ class SyntheticShapes(Dataset):
         if num_images < 0:
             raise DatasetError(f"num_images must be >= 0, got {num_images}")
         if not 2 <= num_classes <= len(SHAPES_CLASSES):
-            raise DatasetError(f"num_classes for shapes must lie in 2..{len(SHAPES_CLASSES)}, got {num_classes}")
+            raise DatasetError(
+                f"num_classes for shapes must lie in 2..{len(SHAPES_CLASSES)}, got {num_classes}"
+            )
         if seed < 0:
             raise DatasetError(f"seed must be >= 0, got {seed}")
         min_h, min_w = (int(v) for v in min_size)
         max_h, max_w = (int(v) for v in max_size)
         if not (8 <= min_h <= max_h and 8 <= min_w <= max_w):
-            raise DatasetError(f"need 8 <= min_size <= max_size (height, width), got {min_size} and {max_size}")
+            raise DatasetError(
+                f"need 8 <= min_size <= max_size (height, width), got {min_size} and {max_size}"
+            )
         self.num_images = int(num_images)
         self.num_classes = int(num_classes)
         self.classes: list[str] = list(SHAPES_CLASSES[:num_classes])
@@ -161,7 +180,9 @@ class SyntheticShapes(Dataset):
             base, period, degrees = _SHAPE_STYLE[int(shape_class)]
             colour = np.clip(np.array(base, np.float32) + rng.uniform(-35, 35, 3), 0, 255)
             theta = math.radians(degrees)
-            phase = (xs[inside] * math.cos(theta) + ys[inside] * math.sin(theta)) * (2 * math.pi / period)
+            phase = (xs[inside] * math.cos(theta) + ys[inside] * math.sin(theta)) * (
+                2 * math.pi / period
+            )
             shade = 1.0 + 0.18 * np.sin(phase + rng.uniform(0, 2 * math.pi))
             pixels[inside] = colour * shade[:, None]
         pixels += rng.normal(0.0, 9.0, pixels.shape).astype(np.float32)
@@ -187,9 +208,12 @@ class SyntheticShapes(Dataset):
         gradient = rng.uniform(-60, 60) * ramp
         stripe_angle = rng.uniform(0, math.pi)
         stripes = rng.uniform(0, 22) * np.sin(
-            (xs * math.cos(stripe_angle) + ys * math.sin(stripe_angle)) * (2 * math.pi / rng.uniform(4, 30))
+            (xs * math.cos(stripe_angle) + ys * math.sin(stripe_angle))
+            * (2 * math.pi / rng.uniform(4, 30))
         )
         coarse = rng.uniform(-1, 1, (4, 5)).astype(np.float32)
-        blotches = np.asarray(Image.fromarray(coarse, "F").resize((width, height), Image.BILINEAR)) * 25
+        blotches = (
+            np.asarray(Image.fromarray(coarse, "F").resize((width, height), Image.BILINEAR)) * 25
+        )
         shade = (gradient + stripes + blotches)[..., None]
         return (base.astype(np.float32) + shade).astype(np.float32)

@@ -16,7 +16,9 @@ __all__ = ["PascalVOC", "SBDSegmentation", "VOCTrainAug"]
 
 
 def _voc_not_found(root: Path) -> DatasetError:
-    return DatasetError(f"PASCAL VOC 2012 not found under {root}: run `fcnlib download voc --root {root}`")
+    return DatasetError(
+        f"PASCAL VOC 2012 not found under {root}: run `fcnlib download voc --root {root}`"
+    )
 
 
 def _sbd_not_found(root: Path) -> DatasetError:
@@ -58,13 +60,19 @@ class PascalVOC(PairDataset):
 
     SPLITS = ("train", "val", "trainval")
 
-    def __init__(self, root: str | Path, split: str = "train", transforms: PairTransform | None = None) -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", transforms: PairTransform | None = None
+    ) -> None:
         root = Path(root)
         if split not in self.SPLITS:
-            raise DatasetError(f"unknown VOC split {split!r}: choose one of {', '.join(self.SPLITS)}")
+            raise DatasetError(
+                f"unknown VOC split {split!r}: choose one of {', '.join(self.SPLITS)}"
+            )
         _require_voc(root, [split])
         try:
-            voc = torchvision.datasets.VOCSegmentation(str(root), year="2012", image_set=split, download=False)
+            voc = torchvision.datasets.VOCSegmentation(
+                str(root), year="2012", image_set=split, download=False
+            )
         except (RuntimeError, OSError):
             raise _voc_not_found(root) from None
         self.root = root
@@ -79,14 +87,20 @@ class SBDSegmentation(PairDataset):
 
     SPLITS = ("train", "val", "train_noval")
 
-    def __init__(self, root: str | Path, split: str = "train", transforms: PairTransform | None = None) -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", transforms: PairTransform | None = None
+    ) -> None:
         root = Path(root)
         if split not in self.SPLITS:
-            raise DatasetError(f"unknown SBD split {split!r}: choose one of {', '.join(self.SPLITS)}")
+            raise DatasetError(
+                f"unknown SBD split {split!r}: choose one of {', '.join(self.SPLITS)}"
+            )
         _require_sbd(root, [split])
         require_loadmat()
         try:
-            sbd = torchvision.datasets.SBDataset(str(root), image_set=split, mode="segmentation", download=False)
+            sbd = torchvision.datasets.SBDataset(
+                str(root), image_set=split, mode="segmentation", download=False
+            )
         except (RuntimeError, OSError):
             raise _sbd_not_found(root) from None
         self.root = root

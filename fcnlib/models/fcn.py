@@ -18,8 +18,21 @@ from .heads import FCNHead, PaperHead, Upsample, Upsampler
 from .vgg import BackboneWeightsError, cfgs, load_vgg16_state_dict, make_layers, scaled
 from .weights import Weights, WeightsError, get_weights
 
-__all__ = ["FCN", "fcn32s", "fcn16s", "fcn8s", "build_model", "grow", "STRIDES", "MODEL_NAMES", "HEADS",
-           "UPSAMPLES", "MIN_INPUT_SIZE", "Head", "ModelName"]
+__all__ = [
+    "FCN",
+    "fcn32s",
+    "fcn16s",
+    "fcn8s",
+    "build_model",
+    "grow",
+    "STRIDES",
+    "MODEL_NAMES",
+    "HEADS",
+    "UPSAMPLES",
+    "MIN_INPUT_SIZE",
+    "Head",
+    "ModelName",
+]
 
 Head = Literal["paper", "light"]
 ModelName = Literal["fcn32s", "fcn16s", "fcn8s"]
@@ -81,7 +94,9 @@ class FCN(nn.Module):
         self.features = features
         self._pool3, self._pool4 = pools[2], pools[3]
         c3, c4, c5 = scaled(256, width), scaled(512, width), scaled(512, width)
-        self.head = PaperHead(c5, num_classes, width) if head == "paper" else FCNHead(c5, num_classes)
+        self.head = (
+            PaperHead(c5, num_classes, width) if head == "paper" else FCNHead(c5, num_classes)
+        )
         # Every stage upsamples along the same ladder pool5 -> pool4 -> pool3 -> input; FCN-16s and
         # FCN-8s add skip scores on its rungs. A 2x step right before a fused skip is learnable (the
         # paper's upscore2 / upscore_pool4); the others stay fixed bilinear, as the paper's final one.
@@ -128,7 +143,9 @@ def _load_backbone(model: FCN, state: dict[str, Tensor]) -> None:
         fc6, fc7 = model.head[0], model.head[3]
         w6 = state["classifier.0.weight"]
         if w6.numel() != fc6.weight.numel():
-            raise ValueError("VGG16 classifier weights do not fit this head (width must be 1.0 to use fc6/fc7)")
+            raise ValueError(
+                "VGG16 classifier weights do not fit this head (width must be 1.0 to use fc6/fc7)"
+            )
         with torch.no_grad():
             fc6.weight.copy_(w6.reshape(fc6.weight.shape))
             fc6.bias.copy_(state["classifier.0.bias"])
@@ -136,13 +153,17 @@ def _load_backbone(model: FCN, state: dict[str, Tensor]) -> None:
             fc7.bias.copy_(state["classifier.3.bias"])
 
 
-def _build(stride: Literal[32, 16, 8], num_classes: int | None, weights: str | Weights | None, **kw) -> FCN:
+def _build(
+    stride: Literal[32, 16, 8], num_classes: int | None, weights: str | Weights | None, **kw
+) -> FCN:
     if weights is not None:
         return _from_weights(stride, num_classes, get_weights(weights), **kw)
     progress = kw.pop("progress", True)
     weights_backbone = kw.pop("weights_backbone", None)
     if weights_backbone is not None and kw["width"] != 1.0:
-        raise BackboneWeightsError(f"pretrained VGG16 weights need width=1.0, got width={kw['width']}")
+        raise BackboneWeightsError(
+            f"pretrained VGG16 weights need width=1.0, got width={kw['width']}"
+        )
     model = FCN(stride, 21 if num_classes is None else num_classes, **kw)
     state = load_vgg16_state_dict(weights_backbone, progress=progress, batch_norm=kw["batch_norm"])
     if state is not None:
@@ -155,11 +176,19 @@ def _from_weights(stride: int, num_classes: int | None, weights: Weights, **kw) 
     if STRIDES[arch["model"]] != stride:
         raise WeightsError(f"weights {weights.name!r} are for {arch['model']}, not fcn{stride}s")
     if num_classes not in (None, arch["num_classes"]):
-        raise WeightsError(f"weights {weights.name!r} have {arch['num_classes']} classes, not {num_classes}")
+        raise WeightsError(
+            f"weights {weights.name!r} have {arch['num_classes']} classes, not {num_classes}"
+        )
     if kw.get("weights_backbone") is not None:
         raise WeightsError("give weights= or weights_backbone=, not both")
-    model = FCN(stride, arch["num_classes"], head=arch["head"], upsample=arch["upsample"], width=arch["width"],
-                batch_norm=arch["batch_norm"])
+    model = FCN(
+        stride,
+        arch["num_classes"],
+        head=arch["head"],
+        upsample=arch["upsample"],
+        width=arch["width"],
+        batch_norm=arch["batch_norm"],
+    )
     model.load_state_dict(weights.get_state_dict())
     return model.eval()
 
@@ -178,30 +207,88 @@ _BUILDER_DOC = """
     """
 
 
-def fcn32s(num_classes: int | None = None, *, weights: str | Weights | None = None, head: Head = "paper",
-           weights_backbone: str | os.PathLike | None = None, upsample: Upsample = "bilinear", width: float = 1.0,
-           batch_norm: bool = False, progress: bool = True) -> FCN:
-    return _build(32, num_classes, weights, head=head, weights_backbone=weights_backbone, upsample=upsample,
-                  width=width, batch_norm=batch_norm, progress=progress)
+def fcn32s(
+    num_classes: int | None = None,
+    *,
+    weights: str | Weights | None = None,
+    head: Head = "paper",
+    weights_backbone: str | os.PathLike | None = None,
+    upsample: Upsample = "bilinear",
+    width: float = 1.0,
+    batch_norm: bool = False,
+    progress: bool = True,
+) -> FCN:
+    return _build(
+        32,
+        num_classes,
+        weights,
+        head=head,
+        weights_backbone=weights_backbone,
+        upsample=upsample,
+        width=width,
+        batch_norm=batch_norm,
+        progress=progress,
+    )
 
 
-def fcn16s(num_classes: int | None = None, *, weights: str | Weights | None = None, head: Head = "paper",
-           weights_backbone: str | os.PathLike | None = None, upsample: Upsample = "bilinear", width: float = 1.0,
-           batch_norm: bool = False, progress: bool = True) -> FCN:
-    return _build(16, num_classes, weights, head=head, weights_backbone=weights_backbone, upsample=upsample,
-                  width=width, batch_norm=batch_norm, progress=progress)
+def fcn16s(
+    num_classes: int | None = None,
+    *,
+    weights: str | Weights | None = None,
+    head: Head = "paper",
+    weights_backbone: str | os.PathLike | None = None,
+    upsample: Upsample = "bilinear",
+    width: float = 1.0,
+    batch_norm: bool = False,
+    progress: bool = True,
+) -> FCN:
+    return _build(
+        16,
+        num_classes,
+        weights,
+        head=head,
+        weights_backbone=weights_backbone,
+        upsample=upsample,
+        width=width,
+        batch_norm=batch_norm,
+        progress=progress,
+    )
 
 
-def fcn8s(num_classes: int | None = None, *, weights: str | Weights | None = None, head: Head = "paper",
-          weights_backbone: str | os.PathLike | None = None, upsample: Upsample = "bilinear", width: float = 1.0,
-          batch_norm: bool = False, progress: bool = True) -> FCN:
-    return _build(8, num_classes, weights, head=head, weights_backbone=weights_backbone, upsample=upsample,
-                  width=width, batch_norm=batch_norm, progress=progress)
+def fcn8s(
+    num_classes: int | None = None,
+    *,
+    weights: str | Weights | None = None,
+    head: Head = "paper",
+    weights_backbone: str | os.PathLike | None = None,
+    upsample: Upsample = "bilinear",
+    width: float = 1.0,
+    batch_norm: bool = False,
+    progress: bool = True,
+) -> FCN:
+    return _build(
+        8,
+        num_classes,
+        weights,
+        head=head,
+        weights_backbone=weights_backbone,
+        upsample=upsample,
+        width=width,
+        batch_norm=batch_norm,
+        progress=progress,
+    )
 
 
-fcn32s.__doc__ = "FCN-32s: VGG16 features, a classifier head on pool5, upsampling to the input size." + _BUILDER_DOC
-fcn16s.__doc__ = "FCN-16s: FCN-32s plus the pool4 skip (zero-initialised 1x1 score layer)." + _BUILDER_DOC
-fcn8s.__doc__ = "FCN-8s: FCN-16s plus the pool3 skip (zero-initialised 1x1 score layer)." + _BUILDER_DOC
+fcn32s.__doc__ = (
+    "FCN-32s: VGG16 features, a classifier head on pool5, upsampling to the input size."
+    + _BUILDER_DOC
+)
+fcn16s.__doc__ = (
+    "FCN-16s: FCN-32s plus the pool4 skip (zero-initialised 1x1 score layer)." + _BUILDER_DOC
+)
+fcn8s.__doc__ = (
+    "FCN-8s: FCN-16s plus the pool3 skip (zero-initialised 1x1 score layer)." + _BUILDER_DOC
+)
 
 
 _BUILDERS = {"fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s}
@@ -236,8 +323,8 @@ def grow(parent: FCN) -> FCN:
     )
     result = child.load_state_dict(parent.state_dict(), strict=False)
     new_layer = "score_pool4." if child_stride == 16 else "score_pool3."
-    if result.unexpected_keys or any(not k.startswith(new_layer) for k in result.missing_keys):  # pragma: no cover
+    if result.unexpected_keys or any(
+        not k.startswith(new_layer) for k in result.missing_keys
+    ):  # pragma: no cover
         raise RuntimeError(f"grow() could not map weights: {result}")
     return child.to(next(parent.parameters()).device)
-
-

@@ -24,7 +24,9 @@ class FCNHead(nn.Sequential):
     classifying; the code the notes were taken from uses ``// 4``.
     """
 
-    def __init__(self, in_channels: int, channels: int, norm_layer: type[nn.Module] = nn.BatchNorm2d) -> None:
+    def __init__(
+        self, in_channels: int, channels: int, norm_layer: type[nn.Module] = nn.BatchNorm2d
+    ) -> None:
         inter_channels = max(1, in_channels // 4)
         super().__init__(
             nn.Conv2d(in_channels, inter_channels, 3, padding=1, bias=False),
@@ -79,7 +81,9 @@ class Upsampler(nn.Module):
     kernel, as the paper does for the final upsampling.
     """
 
-    def __init__(self, channels: int, factor: int, mode: Upsample = "bilinear", learnable: bool = True) -> None:
+    def __init__(
+        self, channels: int, factor: int, mode: Upsample = "bilinear", learnable: bool = True
+    ) -> None:
         super().__init__()
         if mode not in ("bilinear", "deconv"):
             raise ValueError(f"upsample must be 'bilinear' or 'deconv', got {mode!r}")
@@ -87,7 +91,12 @@ class Upsampler(nn.Module):
         self.factor = factor
         if mode == "deconv":
             self.deconv = nn.ConvTranspose2d(
-                channels, channels, kernel_size=2 * factor, stride=factor, padding=factor // 2, bias=False
+                channels,
+                channels,
+                kernel_size=2 * factor,
+                stride=factor,
+                padding=factor // 2,
+                bias=False,
             )
             with torch.no_grad():
                 self.deconv.weight.copy_(bilinear_kernel(channels, 2 * factor))
@@ -105,5 +114,3 @@ class Upsampler(nn.Module):
         # centres and gets the full kernel weight; then crop the f-pixel leading margin off.
         y = self.deconv(F.pad(x, (1, 2, 1, 2), mode="replicate"))
         return y[..., f : f + size[0], f : f + size[1]]
-
-

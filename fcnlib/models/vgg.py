@@ -14,8 +14,16 @@ from torch import Tensor, nn
 
 from ..errors import FcnlibError
 
-__all__ = ["cfgs", "make_layers", "scaled", "convolutionalize", "load_vgg16_state_dict", "count_parameters",
-           "output_stride_sizes", "BackboneWeightsError"]
+__all__ = [
+    "cfgs",
+    "make_layers",
+    "scaled",
+    "convolutionalize",
+    "load_vgg16_state_dict",
+    "count_parameters",
+    "output_stride_sizes",
+    "BackboneWeightsError",
+]
 
 
 class BackboneWeightsError(FcnlibError, ValueError):
@@ -27,8 +35,31 @@ cfgs: dict[str, list[int | str]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    "E": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
+
 
 def scaled(channels: int, width: float) -> int:
     """Channel count ``channels`` scaled by ``width`` (at least 1)."""
@@ -37,7 +68,9 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def make_layers(cfg: list[int | str], batch_norm: bool = False, width: float = 1.0) -> nn.Sequential:
+def make_layers(
+    cfg: list[int | str], batch_norm: bool = False, width: float = 1.0
+) -> nn.Sequential:
     """Build VGG's convolutional part from a config such as ``cfgs["D"]``.
 
     Every 3x3 convolution has padding 1 (keeps H, W); every ``"M"`` halves H and W (floor).
@@ -119,16 +152,20 @@ def load_vgg16_state_dict(
             raise BackboneWeightsError(
                 f"cannot download the ImageNet VGG16 weights from {enum.url} ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); download that file elsewhere and pass "
-                "its path as --weights-backbone, or train from scratch (--weights-backbone none)") from None
+                "its path as --weights-backbone, or train from scratch (--weights-backbone none)"
+            ) from None
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        raise BackboneWeightsError(f"backbone weights not found: {path} (use None, 'IMAGENET1K_V1' or a VGG16 state dict file)")
+        raise BackboneWeightsError(
+            f"backbone weights not found: {path} (use None, 'IMAGENET1K_V1' or a VGG16 state dict file)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unreadable file
         raise BackboneWeightsError(
             f"cannot read backbone weights {path} ({type(exc).__name__}): it must be a VGG16 state dict "
-            "saved with torch.save (fcnlib loads only plain tensors, never code)") from None
+            "saved with torch.save (fcnlib loads only plain tensors, never code)"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not any(k.startswith("features.") for k in state):
@@ -148,4 +185,3 @@ def output_stride_sizes(h: int, w: int, num_pools: int = 5) -> list[tuple[int, i
         h, w = h // 2, w // 2
         sizes.append((h, w))
     return sizes
-

@@ -63,7 +63,9 @@ class Weights:
     def get_state_dict(self, check_hash: bool = True) -> dict[str, torch.Tensor]:
         """The state dict, after checking the file's SHA-256 against the card."""
         if not self.file.is_file():
-            raise WeightsError(f"weights file {self.file} of {self.name!r} is missing (reinstall fcnlib)")
+            raise WeightsError(
+                f"weights file {self.file} of {self.name!r} is missing (reinstall fcnlib)"
+            )
         data = self.file.read_bytes()
         if check_hash and hashlib.sha256(data).hexdigest() != self.sha256:
             raise WeightsError(f"weights file {self.file} does not match the SHA-256 on its card")
