@@ -29,15 +29,15 @@ __all__ = [
     "MODES",
     "REPOSITORY_URL",
     "BookData",
-    "setup",
+    "book_data",
     "book_mode",
-    "runs_dir",
+    "book_model",
     "book_recipe",
     "camvid_root",
-    "book_data",
-    "book_model",
     "demo_training",
     "on_colab",
+    "runs_dir",
+    "setup",
 ]
 
 MODES = ("smoke", "full")

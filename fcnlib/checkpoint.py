@@ -30,13 +30,13 @@ __all__ = [
     "atomic_save",
     "atomic_write_bytes",
     "atomic_write_text",
-    "load_checkpoint",
     "file_sha256",
+    "finite_weights",
+    "load_checkpoint",
+    "restore_training_state",
     "rng_state",
     "set_rng_state",
-    "finite_weights",
     "training_state",
-    "restore_training_state",
 ]
 
 #: Marker stored in every checkpoint written by fcnlib.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -97,7 +98,9 @@ def _eval_settings(args: argparse.Namespace) -> None:
 
 def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
     def number(v: float) -> float | None:
-        return None if v != v else v  # NaN (a class absent from labels and predictions) -> null
+        return (
+            None if math.isnan(v) else v
+        )  # NaN (a class absent from labels and predictions) -> null
 
     return {
         **run_info(args.argv),

@@ -25,16 +25,16 @@ from .errors import FcnlibError
 from .models import HEADS, MODEL_NAMES, STRIDES, UPSAMPLES
 
 __all__ = [
-    "TrainConfig",
+    "EXECUTION_KEYS",
+    "RECIPES_DIR",
+    "ConfigError",
     "ModelSettings",
     "OptimSettings",
-    "ConfigError",
-    "load_config",
+    "TrainConfig",
     "add_config_arguments",
     "config_from_args",
+    "load_config",
     "recipe_path",
-    "RECIPES_DIR",
-    "EXECUTION_KEYS",
 ]
 
 #: Where the named recipes live (``configs/`` at the top of the repository links here).
@@ -49,7 +49,7 @@ class ConfigError(FcnlibError, ValueError):
     """A recipe file or override that cannot be used (one-line message)."""
 
 
-def _s(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - argparse's word
+def _s(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
@@ -244,8 +244,10 @@ def _range_errors(c: TrainConfig) -> list[str]:
         ),
         (
             c.crop_size * (c.crop_width or c.crop_size) <= DEFAULT_MAX_IMAGE_PIXELS,
-            f"crop_size x crop_width must be at most {DEFAULT_MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
-            f"not {c.crop_size}x{c.crop_width or c.crop_size}",
+            (
+                f"crop_size x crop_width must be at most {DEFAULT_MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
+                f"not {c.crop_size}x{c.crop_width or c.crop_size}"
+            ),
         ),
         (
             len(c.scale_range) == 2 and 0 < c.scale_range[0] <= c.scale_range[1],
@@ -351,7 +353,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 raise ValueError(value)
             return float(value)
         if isinstance(value, (dict, list)):
-            raise ValueError(value)
+            raise TypeError(value)
         return str(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(
@@ -366,9 +368,9 @@ def recipe_path(name_or_path: str | os.PathLike) -> Path:
         return path
     shipped = RECIPES_DIR / f"{path.stem}.yaml"
     # a bare name, or the clone's configs/NAME.yaml (from an installed wheel): the shipped recipe
-    if path.parent in (Path("."), Path("configs")) and path.suffix in ("", ".yaml", ".yml"):
-        if shipped.is_file():
-            return shipped
+    bare = path.parent in (Path("."), Path("configs")) and path.suffix in ("", ".yaml", ".yml")
+    if bare and shipped.is_file():
+        return shipped
     names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
     raise ConfigError(
         f"recipe not found: {name_or_path} (a YAML path, or one of: {names}) (--config)"

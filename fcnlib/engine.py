@@ -37,8 +37,8 @@ from .config import EXECUTION_KEYS, ConfigError, TrainConfig
 from .constants import IGNORE_INDEX
 from .context import Context, setup_context
 from .errors import FcnlibError
-from .fileio import atomic_write_bytes, atomic_write_text
 from .evaluation import check_scaled_size, eval_logits, evaluate
+from .fileio import atomic_write_bytes, atomic_write_text
 from .loaders import (
     build_datasets,
     class_weights,
@@ -54,24 +54,24 @@ from .outdir import OutputFolder
 from .trained import check_parent, make_model, model_from_checkpoint
 
 __all__ = [
-    "TrainingDiverged",
+    "HISTORY_FIELDS",
     "Context",
-    "setup_context",
-    "pad_collate",
-    "val_loader",
+    "TrainingDiverged",
     "build_datasets",
-    "make_model",
-    "model_from_checkpoint",
+    "build_run",
     "eval_logits",
     "evaluate",
-    "train_step",
-    "train_one_epoch",
-    "make_optimizer",
     "lr_lambda",
-    "build_run",
+    "make_model",
+    "make_optimizer",
+    "model_from_checkpoint",
+    "pad_collate",
+    "setup_context",
     "train",
+    "train_one_epoch",
     "train_stages",
-    "HISTORY_FIELDS",
+    "train_step",
+    "val_loader",
 ]
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "pixAcc", "mIoU", "seconds"]

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "TMP_SUFFIX",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
     "remove_stale_temporaries",
     "write_target",
-    "TMP_SUFFIX",
 ]
 
 #: Suffix of the temporary files; a leftover one is from a killed process.

@@ -14,12 +14,12 @@ from .errors import FcnlibError
 from .transforms import train_transforms
 
 __all__ = [
-    "pad_collate",
     "build_datasets",
     "class_weights",
+    "dataset_attr",
+    "pad_collate",
     "train_loader",
     "val_loader",
-    "dataset_attr",
 ]
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .constants import IGNORE_INDEX
 
-__all__ = ["pixel_cross_entropy", "SegmentationLoss"]
+__all__ = ["SegmentationLoss", "pixel_cross_entropy"]
 
 
 def pixel_cross_entropy(

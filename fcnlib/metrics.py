@@ -14,11 +14,11 @@ from torch import Tensor
 from .constants import IGNORE_INDEX
 
 __all__ = [
-    "confusion_matrix",
-    "metrics_from_confusion",
     "SegmentationMetric",
+    "confusion_matrix",
     "histc_intersection_union",
     "histc_pixel_accuracy",
+    "metrics_from_confusion",
     "seed_batch_intersection_union",
     "seed_batch_pix_accuracy",
 ]
@@ -292,7 +292,7 @@ def histc_intersection_union(
     """
     predict, target = _shift(output, target, ignore_index)
     intersection = predict * (predict == target)
-    kwargs = dict(bins=num_classes, min=1, max=num_classes)
+    kwargs = {"bins": num_classes, "min": 1, "max": num_classes}
     area_inter = torch.histc(intersection.double(), **kwargs)
     area_pred = torch.histc(predict.double(), **kwargs)
     area_lab = torch.histc(target.double(), **kwargs)

@@ -8,7 +8,7 @@ import torch
 
 from .config import OptimSettings
 
-__all__ = ["make_optimizer", "lr_lambda"]
+__all__ = ["lr_lambda", "make_optimizer"]
 
 
 def make_optimizer(

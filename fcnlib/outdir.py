@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import FcnlibError
 from .fileio import TMP_SUFFIX, remove_stale_temporaries
 
-__all__ = ["OutputFolder", "OutputFolderError", "RUN_FILES", "LOCK_NAME"]
+__all__ = ["LOCK_NAME", "RUN_FILES", "OutputFolder", "OutputFolderError"]
 
 LOCK_NAME = ".fcnlib.lock"
 #: What a run writes; ``--overwrite`` removes these before the new run starts.
@@ -67,7 +67,7 @@ class OutputFolder:
     def lock(self) -> Path:
         return self.path / LOCK_NAME
 
-    def __enter__(self) -> OutputFolder:
+    def __enter__(self):
         if not self.owner:
             return self
         try:

@@ -20,7 +20,7 @@ from .errors import one_line
 from .fileio import atomic_write, write_target
 from .predict import predict
 
-__all__ = ["output_stems", "output_paths", "plan_outputs", "legend_panel", "predict_file"]
+__all__ = ["legend_panel", "output_paths", "output_stems", "plan_outputs", "predict_file"]
 
 
 def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,10 +29,10 @@ from .data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, ImageSource, load
 from .tiling import FullLogits, TiledLogits, interp_index
 
 __all__ = [
-    "ImageError",
-    "ImageSource",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "DEFAULT_MAX_PIXELS",
+    "ImageError",
+    "ImageSource",
     "load_image",
     "predict",
 ]

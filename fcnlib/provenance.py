@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_info", "git_state"]
+__all__ = ["git_state", "run_info"]
 
 
 def git_state(folder: str | os.PathLike | None = None) -> tuple[str | None, bool | None]:
@@ -28,6 +28,7 @@ def git_state(folder: str | os.PathLike | None = None) -> tuple[str | None, bool
         commit = (
             subprocess.run(
                 ["git", "rev-parse", "HEAD"],
+                check=False,
                 capture_output=True,
                 text=True,
                 timeout=5,
@@ -39,6 +40,7 @@ def git_state(folder: str | os.PathLike | None = None) -> tuple[str | None, bool
             bool(
                 subprocess.run(
                     ["git", "status", "--porcelain", "--untracked-files=no"],
+                    check=False,
                     capture_output=True,
                     text=True,
                     timeout=5,

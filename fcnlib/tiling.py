@@ -7,15 +7,15 @@ runs the model tile by tile and keeps only a sliding band of weighted logit sums
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FullLogits", "TiledLogits", "interp_index", "tile_starts", "edge_ramp"]
+__all__ = ["FullLogits", "TiledLogits", "edge_ramp", "interp_index", "tile_starts"]
 
 
 def interp_index(out_len: int, in_len: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -27,7 +27,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from .constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
-
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,15 +29,15 @@ from .data.classes import voc_palette as _default_palette
 
 __all__ = [
     "colorize",
-    "overlay",
-    "side_by_side",
     "legend_figure",
-    "plot_history",
+    "overlay",
     "plot_confusion",
+    "plot_history",
     "read_history",
+    "side_by_side",
 ]
 
-History = Union[Sequence[Mapping[str, Any]], str, os.PathLike]
+History = Sequence[Mapping[str, Any]] | str | os.PathLike
 
 
 def _palette_colors(palette: Sequence[Any] | None) -> list[Color]:

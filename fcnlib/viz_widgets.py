@@ -30,12 +30,13 @@ from __future__ import annotations
 import base64
 import html as _html
 import io
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
 
-__all__ = ["class_slider_panel", "figure_to_html_img", "panel_html", "SLIDER_BOX_CLASS"]
+__all__ = ["SLIDER_BOX_CLASS", "class_slider_panel", "figure_to_html_img", "panel_html"]
 
 #: CSS class put on the VBox returned by :func:`class_slider_panel`.
 SLIDER_BOX_CLASS = "fcn-class-slider"
@@ -59,7 +60,7 @@ def class_slider_panel(
     description: str = "class",
     *,
     selected: int = 0,
-) -> "ipywidgets.VBox":
+) -> ipywidgets.VBox:
     """A slider over pre-rendered HTML panels that works without a kernel.
 
     Args:

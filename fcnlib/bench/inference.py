@@ -79,7 +79,7 @@ def _infer_row(
             growths.append(tracker.growth)
             row["shape_ok"] = tuple(labels.shape) == (h, w)
             del labels
-    except Exception as exc:  # noqa: BLE001 - out of memory is a result; anything else is re-raised
+    except Exception as exc:
         if not is_oom(exc):
             raise
         free(device)

@@ -10,7 +10,7 @@ from ..constants import IGNORE_INDEX
 from ..models import FCN, fcn8s
 from .settings import BenchSettings
 
-__all__ = ["make_model", "random_masks", "random_batch", "random_logits", "random_photo"]
+__all__ = ["make_model", "random_batch", "random_logits", "random_masks", "random_photo"]
 
 
 def make_model(s: BenchSettings) -> FCN:

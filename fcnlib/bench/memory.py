@@ -91,7 +91,7 @@ class PeakMemory:
     def growth(self) -> int:
         return max(0, self.peak - self.base)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

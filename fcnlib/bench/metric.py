@@ -25,7 +25,7 @@ from .inputs import random_logits, random_masks
 from .settings import GOALS, BenchSettings
 from .timing import free, summary, time_interleaved
 
-__all__ = ["equality_check", "bench_metric"]
+__all__ = ["bench_metric", "equality_check"]
 
 Fns = dict[str, Callable[[], Any]]
 

@@ -46,7 +46,7 @@ from .report import recipe_to_markdown, write_files
 from .run import UNITS, bench_context
 from .timing import sync, time_calls
 
-__all__ = ["RECIPE_SCHEMA", "run_recipe_bench", "breakdown"]
+__all__ = ["RECIPE_SCHEMA", "breakdown", "run_recipe_bench"]
 
 RECIPE_SCHEMA = "fcnlib-bench-recipe/1"
 

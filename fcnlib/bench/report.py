@@ -19,11 +19,11 @@ from .settings import GB
 
 __all__ = [
     "fmt",
+    "jsonable",
+    "plot_scaling",
+    "recipe_to_markdown",
     "table",
     "to_markdown",
-    "recipe_to_markdown",
-    "plot_scaling",
-    "jsonable",
     "write_files",
 ]
 

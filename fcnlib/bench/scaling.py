@@ -27,7 +27,7 @@ def _scaling_point(
         sec = time_interleaved({"fcnlib": loop.step}, ctx.device, s.scale_steps, 1, repeats)[
             "fcnlib"
         ]
-    except Exception as exc:  # noqa: BLE001 - out of memory is a result
+    except Exception as exc:
         if not is_oom(exc):
             raise
         free(ctx.device)

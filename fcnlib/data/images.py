@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -43,7 +42,7 @@ __all__ = [
 ]
 
 
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _PIL_READ_ERRORS = (
@@ -326,7 +325,7 @@ def _read_mat_mask(path: Path) -> np.ndarray:
         raise DatasetError(
             f"not an SBD segmentation .mat file (no GTcls.Segmentation): {path}"
         ) from None
-    except Exception as error:  # scipy raises assorted errors on corrupt files
+    except Exception as error:  # noqa: BLE001 - scipy raises assorted errors on corrupt files
         raise DatasetError(f"cannot read mask {path}: {error}") from None
     segmentation = np.asarray(segmentation)
     if segmentation.ndim != 2 or segmentation.min() < 0 or segmentation.max() > 255:

@@ -20,18 +20,18 @@ from .weights import Weights, WeightsError, get_weights
 
 __all__ = [
     "FCN",
-    "fcn32s",
-    "fcn16s",
-    "fcn8s",
-    "build_model",
-    "grow",
-    "STRIDES",
-    "MODEL_NAMES",
     "HEADS",
-    "UPSAMPLES",
     "MIN_INPUT_SIZE",
+    "MODEL_NAMES",
+    "STRIDES",
+    "UPSAMPLES",
     "Head",
     "ModelName",
+    "build_model",
+    "fcn8s",
+    "fcn16s",
+    "fcn32s",
+    "grow",
 ]
 
 Head = Literal["paper", "light"]

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .vgg import scaled
 
-__all__ = ["FCNHead", "PaperHead", "bilinear_kernel", "Upsampler", "Upsample"]
+__all__ = ["FCNHead", "PaperHead", "Upsample", "Upsampler", "bilinear_kernel"]
 
 from typing import Literal
 

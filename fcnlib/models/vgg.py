@@ -15,14 +15,14 @@ from torch import Tensor, nn
 from ..errors import FcnlibError
 
 __all__ = [
-    "cfgs",
-    "make_layers",
-    "scaled",
-    "convolutionalize",
-    "load_vgg16_state_dict",
-    "count_parameters",
-    "output_stride_sizes",
     "BackboneWeightsError",
+    "cfgs",
+    "convolutionalize",
+    "count_parameters",
+    "load_vgg16_state_dict",
+    "make_layers",
+    "output_stride_sizes",
+    "scaled",
 ]
 
 
@@ -65,7 +65,7 @@ def scaled(channels: int, width: float) -> int:
     """Channel count ``channels`` scaled by ``width`` (at least 1)."""
     if width <= 0:
         raise ValueError(f"width must be positive, got {width}")
-    return max(1, int(round(channels * width)))
+    return max(1, round(channels * width))
 
 
 def make_layers(
