@@ -15,9 +15,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import FcnlibError, one_line
-from .fileio import write_target
-from .provenance import run_info  # also importable as fcnlib.cli.run_info
+from ..errors import FcnlibError, one_line
+from ..fileio import write_target
+from ..provenance import run_info  # also importable as fcnlib.cli.run_info
 
 DATASET_NAMES = ("voc", "sbd", "trainaug", "camvid", "folder", "shapes")
 
@@ -56,7 +56,7 @@ def _writable_folder(path: Path, option: str) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .data import download
+    from ..data import download
 
     download(args.name, args.root)
     print(f"{args.name} ready under {args.root}")
@@ -64,8 +64,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import config_from_args
-    from .engine import train_stages
+    from ..config import config_from_args
+    from ..engine import train_stages
 
     cfg = config_from_args(args)
     results = train_stages(
@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _eval_settings(args: argparse.Namespace) -> None:
-    from .config import ConfigError
+    from ..config import ConfigError
 
     for name in ("limit", "batch_size"):
         value = getattr(args, name)
@@ -132,10 +132,10 @@ def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import build_dataset
-    from .engine import evaluate, setup_context, val_loader
-    from .fileio import atomic_write_text
-    from .trained import load_trained
+    from ..data import build_dataset
+    from ..engine import evaluate, setup_context, val_loader
+    from ..fileio import atomic_write_text
+    from ..trained import load_trained
 
     _eval_settings(args)
     out = Path(args.out) if args.out else None
@@ -200,12 +200,12 @@ def _predict_settings(args: argparse.Namespace, card: dict) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     import math
 
-    from .config import ConfigError
-    from .data.classes import palette_for_classes
-    from .data.images import probe_image
-    from .engine import setup_context
-    from .outputs import plan_outputs, predict_file
-    from .trained import load_trained
+    from ..config import ConfigError
+    from ..data.classes import palette_for_classes
+    from ..data.images import probe_image
+    from ..engine import setup_context
+    from ..outputs import plan_outputs, predict_file
+    from ..trained import load_trained
 
     checkpoint, images = (None, args.inputs) if args.weights else (args.inputs[0], args.inputs[1:])
     if not images:
@@ -214,7 +214,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     card = {}
     if args.weights:
-        from .models import get_weights
+        from ..models import get_weights
 
         card = dict(get_weights(args.weights).meta.get("predict") or {})
     _predict_settings(args, card)
@@ -268,8 +268,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, run_recipe_bench
-    from .config import ConfigError
+    from ..bench import run_bench, run_recipe_bench
+    from ..config import ConfigError
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -320,7 +320,7 @@ def _add_download(sub) -> None:
 
 
 def _add_train(sub) -> None:
-    from .config import add_config_arguments
+    from ..config import add_config_arguments
 
     p = sub.add_parser(
         "train",
