@@ -198,6 +198,8 @@ def _check_resume_settings(cfg: TrainConfig, recorded: dict[str, Any], path: Pat
         now = current.get(key)
         if key in EXECUTION_KEYS or now == was:
             continue
+        if key in ("stages", "stage_lr_scale") and recorded.get("stages") == []:
+            continue  # stages recorded before they were kept in each stage's record
         if key == "class_weights" and now is None and recorded.get("class_weighting") != "none":
             continue  # computed from the labels at start-up: same data, same weights
         differ.append(f"{key} {now!r} (recorded {was!r})")
@@ -510,11 +512,9 @@ def train_stages(
         stage_cfg = TrainConfig.from_dict(
             {
                 **cfg.to_dict(),
-                "model": name,
-                "stages": [],
+                "model": name,  # this stage's network; ``stages`` keeps the whole schedule
                 "init_from": parent,
-                "lr": cfg.lr * cfg.stage_lr_scale**k,
-                "stage_lr_scale": 1.0,
+                "lr": cfg.lr * cfg.stage_lr_scale**k,  # this stage's rate
                 "out": str(Path(cfg.out) / name),
             }
         )

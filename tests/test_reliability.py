@@ -395,3 +395,7 @@ def test_staged_training_can_lower_the_rate_per_stage(tmp_path):
     assert lrs == pytest.approx([0.02, 2e-4, 2e-6])
     parents = [load_checkpoint(tmp_path / "run" / name / "last.pt")["config"]["init_from"] for name in cfg.stages]
     assert parents[0] is None and parents[1].endswith("fcn32s/best.pt") and parents[2].endswith("fcn16s/best.pt")
+    for name in cfg.stages:  # each stage's record says that it is part of the staged schedule
+        record = load_checkpoint(tmp_path / "run" / name / "last.pt")["config"]
+        assert record["stages"] == ["fcn32s", "fcn16s", "fcn8s"] and record["model"] == name
+        assert record["stage_lr_scale"] == 0.01
