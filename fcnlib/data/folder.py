@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from fcnlib.constants import IGNORE_INDEX
+
+from .check import check_folder, folder_classes, pair_problem, read_index_mask, scan_folder
 from .errors import DatasetError, preview
-from .images import IMAGE_SUFFIXES
-from .pairs import PairDataset, PairTransform, index_by_stem, read_text_lines
+from .images import IMAGE_SUFFIXES, read_image
+from .pairs import PairDataset, PairTransform, read_text_lines
 
 __all__ = ["SegmentationFolder"]
 
@@ -51,10 +57,13 @@ class SegmentationFolder(PairDataset):
     """Images ``root/images/*.jpg|jpeg|png`` with masks ``root/masks/*.png`` matched by file stem.
 
     Masks are palette ('P', label = palette index) or greyscale ('L') PNGs with labels
-    ``0..num_classes-1`` and 255 = ignore. With ``split``, only the stems listed one per line in
-    ``root/<split>.txt`` (UTF-8) are used (each must have an image and a mask); without it every
-    image must have a mask and every mask an image. Sizes and label values are checked when a pair
-    is read (or all at once by :meth:`check`).
+    ``0..num_classes-1`` and 255 = ignore. The class file ``root/classes.yaml``
+    (:mod:`fcnlib.data.classfile`), where there is one, gives the class names, colours
+    (:attr:`palette`) and ignore value; without it ``num_classes`` is needed. With ``split``,
+    only the stems listed one per line in ``root/<split>.txt`` (UTF-8) are used (each must have an
+    image and a mask); without it every image must have a mask and every mask an image. Sizes and
+    label values are checked when a pair is read; :meth:`check` checks the whole folder with the
+    checks of ``fcnlib check-data`` (:func:`fcnlib.data.check.check_folder`).
     """
 
     def __init__(
@@ -62,19 +71,22 @@ class SegmentationFolder(PairDataset):
         root: str | Path,
         split: str | None = None,
         *,
-        num_classes: int,
+        num_classes: int | None = None,
         transforms: PairTransform | None = None,
         image_dir: str = "images",
         mask_dir: str = "masks",
         class_names: Sequence[str] | None = None,
     ) -> None:
         root = Path(root)
-        if not 1 <= int(num_classes) <= 255:
+        if num_classes is not None and not 1 <= int(num_classes) <= 255:
             raise DatasetError(f"num_classes must lie in 1..255, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
+        if class_names is not None and num_classes is not None and len(class_names) != num_classes:
             raise DatasetError(f"got {len(class_names)} class names for num_classes={num_classes}")
         if not root.is_dir():
             raise DatasetError(f"dataset folder not found: {root}")
+        found = folder_classes(
+            root, num_classes, None if class_names is None else list(class_names)
+        )
         image_root, mask_root = root / image_dir, root / mask_dir
         if not image_root.is_dir():
             raise DatasetError(
@@ -84,16 +96,38 @@ class SegmentationFolder(PairDataset):
             raise DatasetError(
                 f"mask folder not found: {mask_root} (expected {mask_dir}/*.png under {root})"
             )
-        images = index_by_stem(image_root, IMAGE_SUFFIXES, "image")
-        masks = index_by_stem(mask_root, (".png",), "mask")
+        images, duplicates = scan_folder(image_root, IMAGE_SUFFIXES, "image")
+        masks, more = scan_folder(mask_root, (".png",), "mask")
+        if duplicates or more:
+            raise DatasetError((duplicates + more)[0].message)
         if split is None:
             stems = _all_stems(images, masks, image_root, mask_root)
         else:
             stems = _split_stems(root / f"{split}.txt", images, masks)
-        self.root = root
-        self.split = split
+        self.root, self.split = root, split
+        self.image_dir, self.mask_dir = image_dir, mask_dir
         self.stems: list[str] = stems
-        names = (
-            class_names if class_names is not None else [f"class_{k}" for k in range(num_classes)]
-        )
-        super().__init__([(images[s], masks[s]) for s in stems], names, transforms)
+        #: The class file's colours (256, index = label), or None without a class file.
+        self.palette: list[tuple[int, int, int]] | None = found.palette
+        #: The mask value that means "ignore" (read as 255).
+        self.ignore_index: int = found.ignore
+        super().__init__([(images[s], masks[s]) for s in stems], found.names, transforms)
+
+    def raw(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        """Pair ``index`` as stored: PIL RGB image and uint8 ``H x W`` labels (255 = ignore)."""
+        image_path, mask_path = self.pairs[index]
+        image = read_image(image_path)
+        mask = read_index_mask(mask_path)
+        problem = pair_problem(image.size, mask, self.num_classes, self.ignore_index, mask_path)
+        if problem is not None:
+            raise DatasetError(problem.message)
+        if self.ignore_index != IGNORE_INDEX:
+            mask = np.where(mask == self.ignore_index, IGNORE_INDEX, mask).astype(np.uint8)
+        return image, mask
+
+    def check(self, progress: bool = True) -> None:
+        """Check the whole folder as ``fcnlib check-data`` does; raise its one-line error naming
+        the first problem and how many there are. ``progress`` is kept for compatibility."""
+        check_folder(
+            self.root, self.num_classes, image_dir=self.image_dir, mask_dir=self.mask_dir
+        ).raise_if_bad()

@@ -114,8 +114,8 @@ def build_dataset(
             default size (train: seed 0, 256 images; val: seed 1, 64; test: seed 2, 64).
         train: ``train_transforms(crop_size)`` if True, else full-size ``eval_transforms()``.
         crop_size: training crop in px, int or ``(height, width)``.
-        num_classes: required for "folder"; optional for "shapes" (2..8, default 6); for the
-            fixed datasets it must match if given.
+        num_classes: "folder": required unless ``root/classes.yaml`` lists the classes;
+            "shapes": optional (2..8, default 6); the fixed datasets: must match if given.
         transforms: overrides the default transforms.
         **kwargs: "trainaug": sbd_root; "folder": image_dir, mask_dir, class_names;
             "shapes": num_images, seed, min_size, max_size, border.
@@ -144,8 +144,7 @@ def build_dataset(
         return VOCTrainAug(root, transforms=transforms, **kwargs)
     if name == "camvid":
         return CamVid(root, split or "train", transforms)
-    if num_classes is None:  # folder
-        raise DatasetError("dataset 'folder' needs num_classes (--num-classes)")
+    # folder: num_classes may come from root/classes.yaml (SegmentationFolder says when neither)
     folder_split = None if split in (None, "all") else split
     return SegmentationFolder(
         root, folder_split, num_classes=num_classes, transforms=transforms, **kwargs
