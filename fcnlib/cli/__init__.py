@@ -514,13 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fully Convolutional Networks for semantic segmentation: data, training, evaluation, prediction.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{download,train,eval,predict,bench}"
+        dest="command", required=True, metavar="{download,train,eval,predict,bench,check-data}"
     )
     _add_download(sub)
     _add_train(sub)
     _add_eval(sub)
     _add_predict(sub)
     _add_bench(sub)
+    from .check_data import add_parser as add_check_data  # fcnlib check-data (issue 22)
+
+    add_check_data(sub)
     return parser
 
 

@@ -44,7 +44,7 @@ PROBLEM_KINDS: dict[str, str] = {
     "unreadable": "files that cannot be read",
     "mode": "masks not 8-bit index PNGs",
     "size": "mask size differs from image",
-    "values": "masks with values >= classes",
+    "values": "masks with values not a class nor ignore",
 }
 
 _MODE_HINTS = {

@@ -128,7 +128,9 @@ def write_class_file(
     ]
     path = Path(root) / CLASS_FILE
     parse_class_file({"classes": items, "ignore": ignore}, str(path))
-    lines = ["# label = position in this list (0, 1, ...); mask pixels = ignore count nowhere"]
+    lines = [
+        "# label = position in this list (0, 1, ...); mask pixels equal to ignore count nowhere"
+    ]
     lines.append("classes:")
     for item in items:
         color = f", color: [{', '.join(map(str, item['color']))}]" if "color" in item else ""
