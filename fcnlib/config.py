@@ -87,7 +87,11 @@ class TrainConfig:
         None, "backbone weights: none, IMAGENET1K_V1 or a VGG16 state-dict path", group="model"
     )
     init_from: str | None = _s(
-        None, "checkpoint of a coarser model to grow from (staged training)", group="model"
+        None,
+        "checkpoint of a coarser or equal model to grow from (staged training), or shipped "
+        "weights by name (camvid-cpu) to fine-tune: another class count re-initialises the "
+        "class-score layers",
+        group="model",
     )
     # data
     data: str = _s(
@@ -97,7 +101,9 @@ class TrainConfig:
         group="data",
     )
     data_root: str | None = _s(None, "data set folder (not needed for shapes)", group="data")
-    num_classes: int | None = _s(None, "number of classes; needed for data=folder", group="data")
+    num_classes: int | None = _s(
+        None, "classes (folder: unless DIR/classes.yaml lists them)", group="data"
+    )
     train_split: str = _s("train", "training split", group="data")
     val_split: str = _s("val", "validation split", group="data")
     crop_size: int = _s(

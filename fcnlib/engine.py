@@ -48,10 +48,10 @@ from .loaders import (
     val_loader,
 )
 from .losses import SegmentationLoss
-from .models import FCN, STRIDES, grow
+from .models import FCN
 from .optim import lr_lambda, make_optimizer
 from .outdir import OutputFolder
-from .trained import check_parent, make_model, model_from_checkpoint
+from .trained import check_parent, init_model, make_model, model_from_checkpoint
 
 __all__ = [
     "HISTORY_FIELDS",
@@ -130,6 +130,7 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_miou: float = -1.0
     seconds_before: float = 0.0  # wall time of earlier sessions of this run (resume)
+    palette: list | None = None  # the data's class colours (a folder's classes.yaml), if any
 
 
 def build_run(
@@ -148,10 +149,8 @@ def build_run(
     out = out if out is not None else OutputFolder(cfg.out, owner=False)
     num_classes = dataset_attr(train_ds, "num_classes")
     torch.manual_seed(cfg.seed)
-    if parent is not None:
-        model, _ = model_from_checkpoint(parent, num_classes)
-        while model.stride > STRIDES[name]:
-            model = grow(model)
+    if parent is not None:  # a checkpoint or shipped weights; another class count: fine-tuning
+        model = init_model(parent, cfg, num_classes, name)
     else:
         model = make_model(cfg, num_classes, name)
     model = model.to(ctx.device)
@@ -342,6 +341,7 @@ def _save_epoch(
         config=cfg.to_dict(),
         num_classes=run.num_classes,
         classes=run.classes,
+        palette=run.palette,
         history=run.history,
         best_miou=run.best_miou,
         train_seconds=seconds,
@@ -467,6 +467,7 @@ def train(
         budget_used = (lambda: clock() / (cfg.max_minutes * 60)) if cfg.max_minutes else None
         check_scaled_size(_first_size(val_ds), cfg.eval_scale)  # before an epoch is spent
         run = build_run(cfg, ctx, train_ds, model_name or cfg.model, grow_from, out, budget_used)
+        run.palette = dataset_attr(train_ds, "palette", None)
         if resume:
             _check_resume_settings(cfg, load_checkpoint(out.last)["config"], out.last)
             _restore(run)

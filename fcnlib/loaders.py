@@ -50,11 +50,12 @@ def _shard(ds: Dataset, ctx: Context) -> Dataset:
     return ds if not ctx.distributed else Subset(ds, range(ctx.rank, len(ds), ctx.world_size))
 
 
-def dataset_attr(ds: Dataset, name: str):
-    """Attribute ``name`` (e.g. ``classes``) of the dataset under any ``Subset`` wrappers."""
+def dataset_attr(ds: Dataset, name: str, *default):
+    """Attribute ``name`` (e.g. ``classes``) of the dataset under any ``Subset`` wrappers
+    (``default``, where given, when it has none)."""
     while isinstance(ds, Subset):
         ds = ds.dataset
-    return getattr(ds, name)
+    return getattr(ds, name, *default)
 
 
 def build_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset, Dataset]:

@@ -10,9 +10,18 @@ from typing import Any
 from .checkpoint import FORMAT, CheckpointError, file_sha256, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .errors import FcnlibError
-from .models import FCN, STRIDES, build_model, get_weights
+from .models import FCN, STRIDES, Weights, build_model, get_weights, grow, list_weights
 
-__all__ = ["TrainedModel", "check_parent", "load_trained", "make_model", "model_from_checkpoint"]
+__all__ = [
+    "TrainedModel",
+    "check_parent",
+    "init_model",
+    "load_trained",
+    "make_model",
+    "model_from_checkpoint",
+]
+
+_ARCH_SETTINGS = ("head", "upsample", "width", "batch_norm")
 
 
 def make_model(cfg: TrainConfig, num_classes: int, name: str | None = None) -> FCN:
@@ -42,28 +51,73 @@ def _recorded(path: str | os.PathLike) -> tuple[dict[str, Any], TrainConfig]:
         raise CheckpointError(f"{path} records a recipe fcnlib cannot use: {exc}") from None
 
 
+def _shipped(init_from: str | os.PathLike) -> Weights | None:
+    """The shipped weights ``init_from`` names (e.g. ``camvid-cpu``), or None for a file path."""
+    text = os.fspath(init_from)
+    if os.path.exists(text) or text not in list_weights():
+        return None
+    return get_weights(text)
+
+
 def check_parent(path: str | os.PathLike, cfg: TrainConfig, name: str | None = None) -> None:
-    """Refuse to grow model ``name`` (default ``cfg.model``) of recipe ``cfg`` from checkpoint
-    ``path`` unless that checkpoint holds the recipe's network, as coarse as ``name`` or coarser."""
+    """Refuse to grow model ``name`` (default ``cfg.model``) of recipe ``cfg`` from ``path`` (a
+    checkpoint or shipped weights' name) unless it holds the recipe's network, as coarse as
+    ``name`` or coarser. Its class count may differ (see :func:`init_model`)."""
     name = name or cfg.model
-    ckpt, recorded = _recorded(path)
-    parent_name = ckpt.get("model_name", recorded.model)
+    shipped = _shipped(path)
+    if shipped is not None:
+        arch = shipped.architecture
+        parent_name, had = arch["model"], {k: arch[k] for k in _ARCH_SETTINGS}
+    else:
+        ckpt, recorded = _recorded(path)
+        parent_name = ckpt.get("model_name", recorded.model)
+        had = {k: getattr(recorded.model_settings, k) for k in _ARCH_SETTINGS}
     if STRIDES[parent_name] < STRIDES[name]:
         raise ConfigError(
             f"--init-from {path} holds an {parent_name}, finer than {name}: a model grows "
             "only from a coarser or equal one (fcn32s -> fcn16s -> fcn8s)"
         )
-    had, want = recorded.model_settings, cfg.model_settings
+    want = cfg.model_settings
     differ = [
-        f"--{k.replace('_', '-')} {getattr(had, k)} (the recipe says {getattr(want, k)})"
-        for k in ("head", "upsample", "width", "batch_norm")
-        if getattr(had, k) != getattr(want, k)
+        f"--{k.replace('_', '-')} {had[k]} (the recipe says {getattr(want, k)})"
+        for k in _ARCH_SETTINGS
+        if had[k] != getattr(want, k)
     ]
     if differ:
         raise ConfigError(
             f"--init-from {path} was trained with {', '.join(differ)}: "
             "give the checkpoint's model settings"
         )
+
+
+def _new_classes(parent: FCN, cfg: TrainConfig, num_classes: int, name: str) -> FCN:
+    """Model ``name`` for ``num_classes`` with every weight of ``parent`` whose shape fits (the
+    backbone, the head up to its class scores); the class-score layers start afresh."""
+    fresh_cfg = TrainConfig.from_dict({**cfg.to_dict(), "weights_backbone": None})
+    model = make_model(fresh_cfg, num_classes, name)
+    own = model.state_dict()
+    kept = {k: v for k, v in parent.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(kept, strict=False)
+    return model
+
+
+def init_model(
+    init_from: str | os.PathLike, cfg: TrainConfig, num_classes: int, name: str | None = None
+) -> FCN:
+    """The model a run starts from with ``--init-from``: a checkpoint or shipped weights (by
+    name), grown to ``name`` (FCN-32s -> 16s -> 8s); for another class count the backbone and
+    the skips are kept and the class-score layers re-initialised (fine-tuning)."""
+    name = name or cfg.model
+    shipped = _shipped(init_from)
+    if shipped is not None:
+        model = build_model(shipped.architecture["model"], weights=shipped).train()
+    else:
+        model, _ = model_from_checkpoint(init_from)
+    while model.stride > STRIDES[name]:
+        model = grow(model)
+    if model.num_classes != num_classes:
+        model = _new_classes(model, cfg, num_classes, name)
+    return model
 
 
 def model_from_checkpoint(
@@ -145,7 +199,7 @@ def load_trained(
         classes,
         float(saved.get("eval_scale", 1.0)),
         bool(saved.get("eval_flip", False)),
-        None,
+        [tuple(c) for c in ckpt["palette"]] if ckpt.get("palette") else None,
         {
             "model": ckpt.get("model_name"),
             "trained_epochs": ckpt.get("epoch"),

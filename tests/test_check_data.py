@@ -5,6 +5,7 @@ class file `classes.yaml` gives names, colours and the ignore value."""
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -213,3 +214,65 @@ def test_check_data_argument_errors(capsys, tmp_path):
     assert "dataset folder not found" in error_line(code, err)
     code, _, err = run(capsys, "check-data", make_folder(tmp_path / "set"), "--num-classes", 1)
     assert error_line(code, err) == "--num-classes must lie in 2..255, got 1"
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuning a folder from the shipped model, and the class file through train, eval, predict
+# --------------------------------------------------------------------------------------------------
+
+CAMVID_NET = ["--model", "fcn8s", "--head", "light", "--upsample", "bilinear", "--width", "0.25",
+              "--batch-norm", "true"]  # fmt: skip
+
+
+def test_init_model_keeps_backbone_and_skips_and_resets_class_scores():
+    from fcnlib.config import load_config
+    from fcnlib.models import fcn8s
+    from fcnlib.trained import init_model
+
+    cfg = load_config("camvid-cpu")
+    shipped = fcn8s(weights="camvid-cpu").state_dict()
+    model = init_model("camvid-cpu", cfg, 3)
+    state = model.state_dict()
+    assert model.num_classes == 3 and set(state) == set(shipped)
+    fresh = sorted(k for k in state if state[k].shape != shipped[k].shape)
+    kept = [k for k in state if k not in fresh]
+    assert all(torch.equal(state[k], shipped[k]) for k in kept)
+    assert any(k.startswith("features.") for k in kept) and any(k.startswith("head.") for k in kept)
+    assert all(k.startswith(("head.", "score_pool", "up_")) for k in fresh), fresh
+    assert {"score_pool4.weight", "score_pool3.weight"} <= set(fresh)
+    assert not torch.any(state["score_pool4.weight"]) and not torch.any(state["score_pool3.weight"])
+    same = init_model("camvid-cpu", cfg, 11)  # the same class count: every weight kept
+    assert all(torch.equal(v, shipped[k]) for k, v in same.state_dict().items())
+
+
+def test_fine_tune_a_folder_from_camvid_cpu_then_eval_and_predict(capsys, tmp_path):
+    from fcnlib.checkpoint import load_checkpoint
+
+    root = make_folder(tmp_path / "set", values=(0, 1, 2, 255))
+    colours = [(128, 64, 128), (0, 0, 142), (70, 70, 70)]
+    write_class_file(root, ["road", "vehicle", "other"], colours)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data", "folder", "--data-root", root, "--train-split", "all",
+                       "--val-split", "all", *CAMVID_NET, "--init-from", "camvid-cpu", "--crop-size", "32",
+                       "--epochs", "1", "--batch-size", "2", "--out", out, "--quiet")  # fmt: skip
+    assert code == 0, err
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["config"]["init_from"] == "camvid-cpu" and ckpt["config"]["data"] == "folder"
+    assert ckpt["classes"] == ["road", "vehicle", "other"] and ckpt["num_classes"] == 3
+    assert [tuple(c) for c in ckpt["palette"][:3]] == colours
+    code, out_text, err = run(capsys, "eval", out / "best.pt", "--data", "folder", "--data-root", root,
+                              "--split", "all", "--out", tmp_path / "eval.json", "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert "road:" in out_text and "vehicle:" in out_text
+    code, _, err = run(capsys, "predict", out / "best.pt", root / "images" / "im0.png", "--out", tmp_path / "p")
+    assert code == 0, err
+    written = Image.open(tmp_path / "p" / "im0_mask.png")
+    assert written.mode == "P" and written.getpalette()[:9] == [v for c in colours for v in c]
+
+
+def test_init_from_weights_of_another_architecture_is_refused(capsys, tmp_path):
+    root = make_folder(tmp_path / "set")
+    code, _, err = run(capsys, "train", "--data", "folder", "--data-root", root, "--num-classes", 3,
+                       "--train-split", "all", "--val-split", "all", "--width", "0.125",
+                       "--init-from", "camvid-cpu", "--out", tmp_path / "o", "--quiet")  # fmt: skip
+    assert "--init-from camvid-cpu was trained with --width 0.25 (the recipe says 0.125)" in error_line(code, err)

@@ -135,6 +135,7 @@ class CachedDataset(Dataset):
             base = base.dataset
         self.classes: list[str] = list(base.classes)
         self.num_classes: int = int(base.num_classes)
+        self.palette: list[tuple[int, int, int]] | None = getattr(base, "palette", None)
         self.transforms: PairTransform = transforms if transforms is not None else base.transforms
         self.items: list[tuple[torch.Tensor, torch.Tensor]] = []
         for index in tqdm(
