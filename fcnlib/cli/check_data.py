@@ -72,12 +72,12 @@ def format_report(report) -> str:
         f"classes  {source}",
         f"pairs    {report.pairs} ({splits})",
         "",
-        f"{'check':<36}  {'found':>5}",
+        f"{'check':<40}  {'found':>5}",
     ]
     for kind, text in PROBLEM_KINDS.items():
         count = sum(p.kind == kind for p in report.problems)
-        lines.append(f"{text:<36}  {count:5d}")
-    lines.append(f"{'empty masks (no class pixel)':<36}  {len(report.empty_masks):5d}")
+        lines.append(f"{text:<40}  {count:5d}")
+    lines.append(f"{'empty masks (no class pixel)':<40}  {len(report.empty_masks):5d}")
     lines += ["", *_class_rows(report)]
     return "\n".join(lines)
 
