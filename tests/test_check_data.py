@@ -276,3 +276,13 @@ def test_init_from_weights_of_another_architecture_is_refused(capsys, tmp_path):
                        "--train-split", "all", "--val-split", "all", "--width", "0.125",
                        "--init-from", "camvid-cpu", "--out", tmp_path / "o", "--quiet")  # fmt: skip
     assert "--init-from camvid-cpu was trained with --width 0.25 (the recipe says 0.125)" in error_line(code, err)
+
+
+def test_a_folder_is_checked_again_after_it_changes(tmp_path):
+    root = make_folder(tmp_path / "set")
+    dataset = SegmentationFolder(root, num_classes=3)
+    dataset.check()
+    dataset.check()  # unchanged: passes without reading again
+    rgb_mask(root)
+    with pytest.raises(DatasetError, match="got mode 'RGB'"):
+        dataset.check()

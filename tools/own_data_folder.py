@@ -2,7 +2,7 @@
 
     python tools/own_data_folder.py --camvid ../shared/data/camvid --out /tmp/own-data
 
-DIR/images/<stem>.png (the CamVid frames, copied), DIR/masks/<stem>.png (8-bit palette PNGs:
+DIR/images/<stem>.jpg|.png (the CamVid frames, copied), DIR/masks/<stem>.png (8-bit palette PNGs:
 road, pavement, vehicle, person, other; 255 = CamVid's Unlabelled), DIR/{train,val,test}.txt
 (CamVid's splits) and DIR/classes.yaml. Chapter 9 builds the same folder, step by step.
 """
@@ -41,7 +41,7 @@ def write_split(camvid: Path, split: str, out: Path, limit: int | None) -> None:
     for index in range(min(limit or len(source), len(source))):
         image_path, _ = source.pairs[index]
         _, labels = source.raw(index)
-        shutil.copyfile(image_path, out / "images" / f"{image_path.stem}.png")
+        shutil.copyfile(image_path, out / "images" / image_path.name)  # .jpg or .png
         mask = Image.fromarray(lookup()[labels], "P")
         mask.putpalette(palette)
         mask.save(out / "masks" / f"{image_path.stem}.png")

@@ -127,7 +127,26 @@ class SegmentationFolder(PairDataset):
 
     def check(self, progress: bool = True) -> None:
         """Check the whole folder as ``fcnlib check-data`` does; raise its one-line error naming
-        the first problem and how many there are. ``progress`` is kept for compatibility."""
+        the first problem and how many there are. A folder that passed and has not changed since
+        (same files, sizes and times) is not read again. ``progress`` is kept for compatibility."""
+        key = (self.num_classes, self.image_dir, self.mask_dir, _listing(self.root))
+        if key in _PASSED:
+            return
         check_folder(
             self.root, self.num_classes, image_dir=self.image_dir, mask_dir=self.mask_dir
         ).raise_if_bad()
+        _PASSED.add(key)
+
+
+#: Folders whose check passed, by class count, sub-folders and listing (see ``check``).
+_PASSED: set[tuple] = set()
+
+
+def _listing(root: Path) -> tuple:
+    """Every file under ``root`` (two levels) with its size and modification time."""
+    entries = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and len(path.relative_to(root).parts) <= 2:
+            stat = path.stat()
+            entries.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return (str(root.resolve()), tuple(entries))
