@@ -74,18 +74,18 @@ def check_parent(path: str | os.PathLike, cfg: TrainConfig, name: str | None = N
         had = {k: getattr(recorded.model_settings, k) for k in _ARCH_SETTINGS}
     if STRIDES[parent_name] < STRIDES[name]:
         raise ConfigError(
-            f"--init-from {path} holds an {parent_name}, finer than {name}: a model grows "
+            f"`init_from` {path} holds an {parent_name}, finer than {name}: a model grows "
             "only from a coarser or equal one (fcn32s -> fcn16s -> fcn8s)"
         )
     want = cfg.model_settings
     differ = [
-        f"--{k.replace('_', '-')} {had[k]} (the recipe says {getattr(want, k)})"
+        f"`{k}` {had[k]} (the recipe says {getattr(want, k)})"
         for k in _ARCH_SETTINGS
         if had[k] != getattr(want, k)
     ]
     if differ:
         raise ConfigError(
-            f"--init-from {path} was trained with {', '.join(differ)}: "
+            f"`init_from` {path} was trained with {', '.join(differ)}: "
             "give the checkpoint's model settings"
         )
 
@@ -168,7 +168,7 @@ def load_trained(
 ) -> TrainedModel:
     """Exactly one of ``checkpoint`` (written by ``fcnlib train``) or ``weights`` (a shipped name)."""
     if (checkpoint is None) == (weights is None):
-        raise FcnlibError("give a checkpoint path or --weights NAME (exactly one)")
+        raise FcnlibError("give a `checkpoint` path or `weights` NAME (exactly one)")
     if weights is not None:
         w = get_weights(weights)
         arch = w.architecture

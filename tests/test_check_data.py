@@ -175,7 +175,7 @@ def test_class_file_names_colours_and_ignore_reach_the_dataset(tmp_path):
     Image.fromarray(mask, "L").save(root / "masks" / "im0.png")
     with pytest.raises(DatasetError, match=r"label values 255 outside 0..1 \(250 = ignore\)"):
         dataset[0]
-    with pytest.raises(DatasetError, match="lists 2 classes, but num_classes is 3"):
+    with pytest.raises(DatasetError, match="lists 2 classes, but `num_classes` is 3"):
         SegmentationFolder(root, num_classes=3)
 
 
@@ -205,7 +205,7 @@ def test_without_classes_values_are_listed_not_checked(capsys, tmp_path):
     assert [line.split()[:2] for line in out.splitlines() if line.startswith("value")] == [
         ["value", "0"], ["value", "1"], ["value", "2"], ["value", "3"], ["value", "4"], ["value", "5"]
     ]  # fmt: skip
-    with pytest.raises(DatasetError, match=r"needs num_classes \(--num-classes\) or a class file"):
+    with pytest.raises(DatasetError, match=r"needs `num_classes` or a class file"):
         SegmentationFolder(root)
 
 

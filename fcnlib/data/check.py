@@ -84,15 +84,14 @@ def folder_classes(
     if found is None:
         if num_classes is None:
             raise DatasetError(
-                f"dataset 'folder' needs num_classes (--num-classes) or a class file "
-                f"{root / CLASS_FILE}"
+                f"dataset 'folder' needs `num_classes` or a class file {root / CLASS_FILE}"
             )
         names = class_names or [f"class_{k}" for k in range(num_classes)]
         return FolderClasses(tuple(names), None, IGNORE_INDEX, f"{num_classes} classes given")
     if num_classes is not None and num_classes != found.num_classes:
         raise DatasetError(
             f"{root / CLASS_FILE} lists {found.num_classes} classes, "
-            f"but num_classes is {num_classes}"
+            f"but `num_classes` is {num_classes}"
         )
     if class_names is not None and tuple(class_names) != found.names:
         raise DatasetError(f"class names differ from those in {root / CLASS_FILE}")
