@@ -327,12 +327,7 @@ def train_one_epoch(
                 loss=f"{loss_sum.item() / n_batches:.4f}",
                 lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
             )
-    n_total = torch.tensor(float(n_batches), device=ctx.device, dtype=torch.float64)
-    if ctx.distributed:
-        seen = torch.tensor(float(labelled), device=ctx.device, dtype=torch.float64)
-        stats = torch.stack([loss_sum, n_total, (~finite).double(), seen])
-        dist.all_reduce(stats)
-        loss_sum, n_total, finite, labelled = stats[0], stats[1], stats[2] == 0, bool(stats[3] > 0)
+    loss_sum, n_total, finite, labelled = _epoch_totals(loss_sum, n_batches, finite, labelled, ctx)
     if not labelled:
         raise FcnlibError(
             f"the training split has no labelled pixel (every mask is {IGNORE_INDEX}, the "
@@ -340,6 +335,17 @@ def train_one_epoch(
         )
     _check_finite(bool(finite), run, epoch, "loss", f" (by step {step})")
     return loss_sum.item() / max(1.0, float(n_total))
+
+
+def _epoch_totals(loss_sum: Tensor, n_batches: int, finite: Tensor, labelled: bool, ctx: _Context):
+    """``(loss sum, batches, all finite, any labelled)`` over every rank."""
+    n_total = torch.tensor(float(n_batches), device=ctx.device, dtype=torch.float64)
+    if not ctx.distributed:
+        return loss_sum, n_total, finite, labelled
+    seen = torch.tensor(float(labelled), device=ctx.device, dtype=torch.float64)
+    stats = torch.stack([loss_sum, n_total, (~finite).double(), seen])
+    dist.all_reduce(stats)
+    return stats[0], stats[1], stats[2] == 0, bool(stats[3] > 0)
 
 
 def _check_finite(ok: bool, run: RunState, epoch: int, what: str, where: str = "") -> None:
