@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .constants import DEFAULT_MAX_IMAGE_PIXELS
+from .cpu import parse_threads
 from .errors import FcnlibError
 from .models import HEADS, MODEL_NAMES, STRIDES, UPSAMPLES
 
@@ -152,7 +153,8 @@ class TrainConfig:
     # execution
     amp: str = _s(
         "auto",
-        "mixed precision: auto = bf16/fp16 on a GPU, off on the CPU",
+        "mixed precision: auto = bf16/fp16 on a GPU; on the CPU bf16 where it computes bfloat16 "
+        "natively, else off (float32)",
         choices=("auto", "bf16", "fp16", "off"),
         group="run",
     )
@@ -160,7 +162,12 @@ class TrainConfig:
     compile: bool = _s(False, "torch.compile the model", group="run")
     device: str = _s("auto", "auto, cpu, cuda or cuda:N", group="run")
     seed: int = _s(0, "random seed (weights, order, augmentation)", group="run")
-    threads: int | None = _s(None, "intra-op CPU threads (none: PyTorch's default)", group="run")
+    threads: str | int | None = _s(
+        "auto",
+        "intra-op CPU threads: a number, or auto = the cores other processes leave free, "
+        "re-checked each epoch",
+        group="run",
+    )
     max_minutes: float | None = _s(
         None,
         "time budget in minutes: stop after the epoch in which it runs out; "
@@ -225,6 +232,13 @@ class TrainConfig:
         return self._group(OptimSettings)
 
 
+def _threads_ok(value: Any) -> bool:
+    try:
+        return parse_threads(value) is not None
+    except ValueError:
+        return False
+
+
 def _range_errors(c: TrainConfig) -> list[str]:
     checks = [
         (
@@ -280,7 +294,7 @@ def _range_errors(c: TrainConfig) -> list[str]:
             "class_weights must be positive numbers",
         ),
         (c.class_weight_max > 0, f"class_weight_max must be > 0, not {c.class_weight_max}"),
-        (c.threads is None or c.threads >= 1, f"threads must be >= 1, not {c.threads}"),
+        (_threads_ok(c.threads), f"threads must be >= 1 or auto, not {c.threads}"),
         (
             c.max_minutes is None or c.max_minutes > 0,
             f"max_minutes must be > 0, not {c.max_minutes}",

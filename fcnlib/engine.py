@@ -330,7 +330,12 @@ def _validate(
 
 
 def _save_epoch(
-    run: _Run, cfg: TrainConfig, row: dict[str, Any], improved: bool, seconds: float
+    run: _Run,
+    cfg: TrainConfig,
+    row: dict[str, Any],
+    improved: bool,
+    seconds: float,
+    execution: dict[str, Any] | None = None,
 ) -> None:
     state = training_state(
         _unwrap(run.model),
@@ -345,6 +350,7 @@ def _save_epoch(
         history=run.history,
         best_miou=run.best_miou,
         train_seconds=seconds,
+        execution=execution,  # precision and threads, with the reasons
     )
     if improved:
         atomic_save(state, run.out.best)
@@ -380,6 +386,8 @@ def _run_epochs(
         torch.manual_seed(
             cfg.seed * 1_000_003 + epoch
         )  # augmentation and dropout depend on (seed, epoch)
+        if (note := ctx.recheck_threads()) and ctx.is_main:
+            tqdm.write(note)  # threads: auto follows the machine's load, epoch by epoch
         t0 = time.perf_counter()
         train_loss = train_one_epoch(
             run, train_loader(train_ds, cfg, ctx, epoch), cfg, ctx, epoch, progress, max_steps
@@ -409,7 +417,7 @@ def _run_epochs(
         if improved:
             run.best_miou = val["mIoU"]
         if ctx.is_main:
-            _save_epoch(run, cfg, row, improved, clock())
+            _save_epoch(run, cfg, row, improved, clock(), ctx.execution())
         if stopped_by_budget:
             break
     return {"last": last, "stopped_by_budget": stopped_by_budget}
@@ -451,9 +459,9 @@ def train(
     raises :class:`TrainingDiverged`; checkpoints already written stay intact and finite.
     """
     started = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ctx = setup_context(cfg.device, cfg.amp)
+    ctx = setup_context(cfg.device, cfg.amp, cfg.threads, train=True)
+    if ctx.is_main:
+        tqdm.write(ctx.describe())  # precision and threads, and why (also in the checkpoints)
     grow_from = None if resume else (parent or cfg.init_from)
     if grow_from is not None:
         _check_grow_from(grow_from, cfg, model_name or cfg.model, overwrite)

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ConfigError, TrainConfig, load_config
 from ..context import Context
@@ -46,7 +47,7 @@ from .report import recipe_to_markdown, write_files
 from .run import UNITS, bench_context
 from .timing import sync, time_calls
 
-__all__ = ["RECIPE_SCHEMA", "breakdown", "run_recipe_bench"]
+__all__ = ["RECIPE_SCHEMA", "breakdown", "count_step_flops", "run_recipe_bench"]
 
 RECIPE_SCHEMA = "fcnlib-bench-recipe/1"
 
@@ -97,6 +98,13 @@ def _prefetch(train_ds: Dataset, cfg: TrainConfig, ctx: Context, n: int) -> list
     return batches
 
 
+def count_step_flops(fn) -> int:
+    """FLOPs of one call of ``fn`` (``FlopCounterMode``: multiply and add counted separately)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
 def _step_pass(
     run: Any, train_ds: Dataset, cfg: TrainConfig, ctx: Context, steps: int, warmup: int
 ) -> dict[str, Any]:
@@ -120,9 +128,13 @@ def _step_pass(
             )
         )
 
+    flops = count_step_flops(lambda: step(0))  # one more untimed step, its FLOPs counted
     times = time_calls(step, ctx.device, steps, warmup)
     median = statistics.median(times)
     return {
+        "threads": torch.get_num_threads(),
+        "flops": flops,
+        "achieved_tflops": flops / median / 1e12,
         "steps": steps,
         "warmup": warmup,
         "distinct_batches": len(batches),
@@ -190,6 +202,17 @@ def breakdown(epoch_s: float, steps: int, step_s: float, validation_s: float) ->
     }
 
 
+def _utilisation(step: dict[str, Any], device: dict[str, Any]) -> None:
+    """The step's achieved FLOP/s as a fraction of each measured peak (CPU; GPU: card table)."""
+    peak = device.get("peak_tflops")
+    if isinstance(peak, dict):  # a GPU's card table entry
+        step["fraction_of_peak_fp32"] = step["achieved_tflops"] / peak["fp32"]
+        step["fraction_of_peak_bf16"] = step["achieved_tflops"] / peak["half"]
+        return
+    for key, value in (("fp32", peak), ("bf16", device.get("peak_tflops_bf16"))):
+        step[f"fraction_of_peak_{key}"] = None if not value else step["achieved_tflops"] / value
+
+
 def _recipe(config: str | os.PathLike, device: str | None) -> TrainConfig:
     cfg = load_config(config)
     if device is not None:
@@ -200,28 +223,37 @@ def _recipe(config: str | os.PathLike, device: str | None) -> TrainConfig:
 
 
 def _measure(
-    cfg: TrainConfig, steps: int, warmup: int, data_batches: int | None, out_dir: Path
+    cfg: TrainConfig,
+    steps: int,
+    warmup: int,
+    data_batches: int | None,
+    out_dir: Path,
+    peak_s: float = 0.3,
 ) -> dict[str, Any]:
     """Build the recipe's run and time the data pass, the step, one epoch and one validation pass.
 
     Nothing is saved: the run's output folder (``out_dir``/``.no-checkpoints``, never created) only
     names "no checkpoint" in the message of a diverging loss.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ctx = bench_context(cfg.device, cfg.amp)
+    ctx = bench_context(cfg.device, cfg.amp, cfg.threads, train=True)
     t0 = time.perf_counter()
     train_ds, val_ds = build_datasets(cfg, progress=False)
     folder = OutputFolder(out_dir / ".no-checkpoints", owner=False)
     run = build_run(cfg, ctx, train_ds, out=folder)
     setup_s = time.perf_counter() - t0
+    ctx.recheck_threads()  # as train() does before each epoch
+    execution = ctx.execution()
     out: dict[str, Any] = {
-        "device": device_info(ctx.device),
+        "device": device_info(ctx.device, peak_s),
         "setup_s": setup_s,
         "context": {
             "device": str(ctx.device),
-            "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
+            "amp": ctx.amp,
+            "amp_reason": execution["amp_reason"],
             "threads": torch.get_num_threads(),
+            "threads_setting": execution.get("threads_setting"),
+            "threads_reason": execution.get("threads_reason"),
+            "omp_wait_policy": execution["omp_wait_policy"],
             "workers": cfg.workers,
             "channels_last": cfg.channels_last,
             "compile": cfg.compile,
@@ -234,7 +266,11 @@ def _measure(
     }
     out["data"] = _data_pass(train_ds, cfg, ctx, data_batches)
     out["step"] = _step_pass(run, train_ds, cfg, ctx, steps, warmup)
+    _utilisation(out["step"], out["device"])
+    if note := ctx.recheck_threads():
+        print(note)
     out["epoch"] = _epoch_pass(run, train_ds, cfg, ctx)
+    out["epoch"]["threads"] = torch.get_num_threads()
     out["validation"] = _validation_pass(run, val_ds, cfg, ctx)
     out["breakdown"] = breakdown(
         out["epoch"]["wall_s"],

@@ -201,6 +201,17 @@ def _md_scaling(sc: dict[str, Any]) -> str:
     )
 
 
+def _md_cpu_peak(d: dict[str, Any]) -> str:
+    """The CPU's measured peak, one line."""
+    m = d["peak_measurement"]
+    f, b = m["float32"], m["bfloat16"]
+    native = "native" if d.get("bf16_native") else "not native"
+    return (
+        f"CPU peak (torch.mm, {f['threads']} threads): float32 {fmt(d['peak_tflops'])} TFLOP/s "
+        f"(n={f['size']}), bf16 {fmt(d['peak_tflops_bf16'])} TFLOP/s (n={b['size']}, {native})"
+    )
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """A suite result (:func:`fcnlib.bench.run_bench`) as markdown tables (what ``fcnlib bench`` prints)."""
     d = result["device"]
@@ -209,6 +220,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{result['wall_s']:.0f} s"
     )
     parts = [head]
+    if d.get("peak_tflops_bf16") is not None:
+        parts.append(_md_cpu_peak(d))
     for key, fn in (
         ("train", _md_train),
         ("metric", _md_metric),
@@ -218,6 +231,31 @@ def to_markdown(result: dict[str, Any]) -> str:
         if key in result:
             parts.append(fn(result[key]))
     return "\n\n".join(parts) + "\n"
+
+
+def _recipe_peak_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The CPU's measured peak and the step's utilisation of it (rows of the recipe table)."""
+    d, s = result["device"], result["step"]
+    if "achieved_tflops" not in s:
+        return []
+    rows = [
+        [
+            "training step FLOP/s",
+            f"{fmt(s['achieved_tflops'])} TFLOP/s",
+            f"{fmt(s['flops'] / 1e9)} GFLOP per step (FlopCounterMode, fwd + bwd)",
+        ]
+    ]
+    for key, label in (("fp32", "float32"), ("bf16", "bf16")):
+        peak = d.get("peak_tflops" if key == "fp32" else "peak_tflops_bf16")
+        if peak is not None:
+            rows.append(
+                [
+                    f"{label} peak / step utilisation",
+                    f"{fmt(peak)} TFLOP/s",
+                    f"step at {_pct(s[f'fraction_of_peak_{key}'])} of it (torch.mm)",
+                ]
+            )
+    return rows
 
 
 def recipe_to_markdown(result: dict[str, Any]) -> str:
@@ -230,6 +268,8 @@ def recipe_to_markdown(result: dict[str, Any]) -> str:
         f"## fcnlib bench --config {result['recipe']}: {result['device']['name']}, amp {c['amp']}, "
         f"{c['threads']} threads, {c['workers']} workers, torch {result['torch']}"
     )
+    if c.get("amp_reason"):
+        head += f"\n\namp: {c['amp_reason']}; threads: {c.get('threads_reason', 'n/a')}"
     rows = [
         [
             "data pipeline alone",
@@ -262,6 +302,7 @@ def recipe_to_markdown(result: dict[str, Any]) -> str:
             "(epoch + validation) / (steps x step + validation)",
         ],
     ]
+    rows += _recipe_peak_rows(result)
     load = ", ".join(fmt(x) for x in result["load_average_start"] or []) or "n/a"
     load_end = ", ".join(fmt(x) for x in result["load_average_end"] or []) or "n/a"
     return (

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..cpu import use_passive_wait
 from ..errors import FcnlibError, one_line
 from ..fileio import write_target
 from ..provenance import run_info  # also importable as fcnlib.cli.run_info
@@ -527,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one ``fcnlib`` command; returns the exit status (0 ok, 2 a user error, 130 interrupted by
     Ctrl-C or SIGTERM)."""
+    use_passive_wait()  # OMP_WAIT_POLICY=PASSIVE before a command first imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
