@@ -70,14 +70,15 @@ def _cpu_threads() -> CpuThreads:
 
 
 def setup() -> tuple[torch.device, str]:
-    """The device (cuda if available) and the book mode; prints both and how to switch."""
+    """The device (cuda if available) and the book mode; prints both and how to switch, and on
+    the CPU the intra-op threads that `threads: auto` chose (fcnlib.cpu)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mode = book_mode(device)
+    other = "full" if mode == "smoke" else "smoke"
+    print(f"device={device}, mode={mode} (set FCNBOOK_MODE={other} before starting to switch)")
     if device.type == "cpu":
         policy = _cpu_threads()
         print(f"threads={policy.threads} ({policy.reason})")
-    other = "full" if mode == "smoke" else "smoke"
-    print(f"device={device}, mode={mode} (set FCNBOOK_MODE={other} before starting to switch)")
     return device, mode
 
 

@@ -74,14 +74,11 @@ class Context:
         return record
 
     def describe(self) -> str:
-        """One log line: device, precision and threads, with the reasons."""
-        threads = f"{torch.get_num_threads()} threads"
+        """Two log lines: the precision and the threads, each with the reason."""
+        threads = f"threads {torch.get_num_threads()}"
         if self.threads is not None:
             threads += f" ({self.threads.reason})"
-        return (
-            f"execution: {self.device}, amp {self.amp} ({self.amp_reason}), {threads}, "
-            f"OMP_WAIT_POLICY {wait_policy()}"
-        )
+        return f"amp {self.amp} on {self.device} ({self.amp_reason})\n{threads}"
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -89,10 +89,9 @@ def cpu_amp(amp: str, train: bool = True) -> tuple[str, str]:
         return "off", "auto: float32 for evaluation and prediction on the CPU"
     if amp == "auto":
         if native:
-            return "bf16", "auto: the CPU computes bfloat16 natively (oneDNN), bf16 autocast"
+            return "bf16", "auto: native bfloat16 on this CPU (oneDNN)"
         return "off", (
-            f"auto: no native bfloat16 on this CPU{_isa()}, float32 (bf16 would be about "
-            f"{BF16_EMULATED_SLOWDOWN:.0f}x slower)"
+            f"auto: no native bfloat16{_isa()}, bf16 ~{BF16_EMULATED_SLOWDOWN:.0f}x slower"
         )
     if amp == "bf16" and not native:
         _warn_once(
@@ -101,7 +100,7 @@ def cpu_amp(amp: str, train: bool = True) -> tuple[str, str]:
             f"take about {BF16_EMULATED_SLOWDOWN:.0f}x as long as in float32 (CamVid recipe: "
             "8.4 s against 0.81 s); use amp: auto (--amp auto) or --amp off to run in float32",
         )
-        return "bf16", f"set to bf16; no native bfloat16 on this CPU{_isa()}: emulated, slow"
+        return "bf16", f"set to bf16; no native bfloat16{_isa()}: emulated, slow"
     return amp, f"set to {amp}" + (" (float32)" if amp == "off" else "")
 
 
@@ -261,7 +260,7 @@ class CpuThreads:
         limit = self._limit()
         threads = max(1, min(limit, int(free / max(1, self.processes) + 0.5)))
         span = second.wall - first.wall
-        why = f"auto: other processes kept {others:.1f} of {cpus} cores busy over {span:.1f} s" + (
+        why = f"auto: others kept {others:.1f} of {cpus} cores busy over {span:.1f} s" + (
             f", {self.processes} processes share them" if self.processes > 1 else ""
         )
         return self._apply(threads, why)

@@ -1,5 +1,6 @@
 """fcnlib.book: mode parsing, the book's recipes and their paths, trained_model's reuse of a finished run."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,11 @@ def test_setup_prints_device_mode_and_how_to_switch(monkeypatch, capsys):
     monkeypatch.setenv("FCNBOOK_MODE", "smoke")
     device, mode = book.setup()
     assert mode == "smoke" and device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert capsys.readouterr().out.strip() == (
-        f"device={device}, mode=smoke (set FCNBOOK_MODE=full before starting to switch)")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"device={device}, mode=smoke (set FCNBOOK_MODE=full before starting to switch)"
+    if device.type == "cpu":  # and the threads, as `threads: auto` chose them (fcnlib.cpu)
+        assert lines[1] == f"threads={torch.get_num_threads()} (auto: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+    assert len(lines) == (2 if device.type == "cpu" else 1)
 
 
 def test_default_runs_dir_is_in_the_repository():
@@ -159,4 +163,4 @@ def test_setup_uses_the_threads_auto_of_fcnlib_train(monkeypatch, capsys):
         assert torch.get_num_threads() == 1  # 1.2 of 2 cores busy elsewhere
     finally:
         torch.set_num_threads(before)
-    assert "threads=1 (auto: other processes kept 1.2 of 2 cores busy over 0.5 s)" in capsys.readouterr().out
+    assert "threads=1 (auto: others kept 1.2 of 2 cores busy over 0.5 s)" in capsys.readouterr().out

@@ -40,15 +40,12 @@ def _fake_native(monkeypatch, native: bool) -> None:
 def test_amp_auto_follows_native_bfloat16(monkeypatch, capsys):
     _fake_native(monkeypatch, True)
     amp, why = cpu.cpu_amp("auto", train=True)
-    assert amp == "bf16" and why.startswith("auto: the CPU computes bfloat16 natively")
+    assert (amp, why) == ("bf16", "auto: native bfloat16 on this CPU (oneDNN)")
     _fake_native(monkeypatch, False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     amp, why = cpu.cpu_amp("auto", train=True)
     assert amp == "off"
-    assert why == (
-        "auto: no native bfloat16 on this CPU (ONEDNN_MAX_CPU_ISA=AVX2), float32 "
-        "(bf16 would be about 10x slower)"
-    )
+    assert why == "auto: no native bfloat16 (ONEDNN_MAX_CPU_ISA=AVX2), bf16 ~10x slower"
     assert cpu.cpu_amp("auto", train=False)[0] == "off"  # evaluation stays in float32
     assert cpu.cpu_amp("off")[0] == "off"
     assert capsys.readouterr().err == ""  # auto never warns
@@ -70,6 +67,7 @@ def test_explicit_bf16_without_native_support_warns_once(monkeypatch, capsys):
 
 
 def test_setup_context_records_the_choice(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     _fake_native(monkeypatch, True)
     ctx = setup_context("cpu", "auto", train=True)
@@ -81,7 +79,10 @@ def test_setup_context_records_the_choice(monkeypatch):
     record = ctx.execution()
     assert record["amp"] == "off" and record["amp_reason"].startswith("auto: no native bfloat16")
     assert record["threads"] == 1 and record["threads_reason"] == "auto: OMP_NUM_THREADS=1"
-    assert "amp off (auto: no native bfloat16" in ctx.describe()
+    assert ctx.describe().splitlines() == [
+        "amp off on cpu (auto: no native bfloat16, bf16 ~10x slower)",
+        "threads 1 (auto: OMP_NUM_THREADS=1)",
+    ]
 
 
 def test_train_without_native_bf16_picks_float32_and_says_so(tmp_path, monkeypatch, capsys):
@@ -94,8 +95,8 @@ def test_train_without_native_bf16_picks_float32_and_says_so(tmp_path, monkeypat
     assert cfg.amp == "auto"
     train(cfg, progress=False)
     out = capsys.readouterr().out
-    assert "execution: cpu, amp off (auto: no native bfloat16 on this CPU" in out
-    assert "1 threads (set to 1)" in out
+    assert "amp off on cpu (auto: no native bfloat16" in out
+    assert "threads 1 (set to 1)" in out
     ex = load_checkpoint(tmp_path / "run" / "last.pt")["execution"]
     assert ex["amp"] == "off" and "no native bfloat16" in ex["amp_reason"]
     assert ex["threads"] == 1 and ex["threads_setting"] == 1
@@ -185,11 +186,11 @@ def test_threads_auto_from_a_fake_proc_stat(monkeypatch):
                                 (3500, 6000, 15.0)])  # epoch 2: one core busy elsewhere again
     policy = cpu.CpuThreads("auto", window=0.0)
     assert policy.choose() == 1 and torch.get_num_threads() == 1
-    assert policy.reason == "auto: other processes kept 1.0 of 2 cores busy over 10.0 s"
+    assert policy.reason == "auto: others kept 1.0 of 2 cores busy over 10.0 s"
     note = policy.recheck()
     assert policy.threads == 2 and torch.get_num_threads() == 2
-    assert note == "threads: 1 -> 2 (auto: other processes kept 0.0 of 2 cores busy over 10.0 s)"
-    assert policy.recheck() == "threads: 2 -> 1 (auto: other processes kept 1.0 of 2 cores busy over 10.0 s)"
+    assert note == "threads: 1 -> 2 (auto: others kept 0.0 of 2 cores busy over 10.0 s)"
+    assert policy.recheck() == "threads: 2 -> 1 (auto: others kept 1.0 of 2 cores busy over 10.0 s)"
     assert policy.history == [1, 2, 1]
 
 
