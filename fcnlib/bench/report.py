@@ -258,55 +258,76 @@ def _recipe_peak_rows(result: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _recipe_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The rows of the recipe table for the parts that were measured."""
+    rows = []
+    if d := result.get("data"):
+        rows.append(
+            [
+                "data pipeline alone",
+                f"{fmt(d['samples_per_s'])} samples/s",
+                (
+                    f"{fmt(d['samples_per_s_per_worker'])} per loading process; "
+                    f"{d['samples']} samples in {fmt(d['wall_s'])} s"
+                ),
+            ]
+        )
+    s = result["step"]
+    rows.append(
+        [
+            "training step alone",
+            f"{fmt(s['median_ms'])} ms",
+            f"median of {s['steps']} steps after {s['warmup']}, batch {s['batch_size']}",
+        ]
+    )
+    if e := result.get("epoch"):
+        rows.append(
+            [
+                "one epoch (real loader)",
+                f"{fmt(e['wall_s'])} s",
+                f"{e['steps']} steps, {e['samples']} samples",
+            ]
+        )
+    if v := result.get("validation"):
+        rows.append(
+            [
+                "one validation pass",
+                f"{fmt(v['wall_s'])} s",
+                f"{v['images']} images, scale {v['scale']}, flip {fmt(v['flip'])}",
+            ]
+        )
+    if b := result.get("breakdown"):
+        rows.append(
+            [
+                "waiting on data",
+                _pct(b["data_wait_share"]),
+                f"epoch - steps x step = {fmt(b['data_wait_s'])} s",
+            ]
+        )
+        rows.append(
+            [
+                "epoch / (steps x step + validation)",
+                f"{b['epoch_ratio']:.2f}",
+                "(epoch + validation) / (steps x step + validation)",
+            ]
+        )
+    return rows + _recipe_peak_rows(result)
+
+
 def recipe_to_markdown(result: dict[str, Any]) -> str:
     """A recipe result (:func:`fcnlib.bench.run_recipe_bench`) as a markdown table (what
     ``fcnlib bench --config`` prints)."""
-    c, d, s, e, v, b = (
-        result[k] for k in ("context", "data", "step", "epoch", "validation", "breakdown")
-    )
+    c = result["context"]
     head = (
         f"## fcnlib bench --config {result['recipe']}: {result['device']['name']}, amp {c['amp']}, "
         f"{c['threads']} threads, {c['workers']} workers, torch {result['torch']}"
     )
     if c.get("amp_reason"):
         head += f"\n\namp: {c['amp_reason']}; threads: {c.get('threads_reason', 'n/a')}"
-    rows = [
-        [
-            "data pipeline alone",
-            f"{fmt(d['samples_per_s'])} samples/s",
-            f"{fmt(d['samples_per_s_per_worker'])} per loading process; {d['samples']} samples in {fmt(d['wall_s'])} s",
-        ],
-        [
-            "training step alone",
-            f"{fmt(s['median_ms'])} ms",
-            f"median of {s['steps']} steps after {s['warmup']}, batch {s['batch_size']}",
-        ],
-        [
-            "one epoch (real loader)",
-            f"{fmt(e['wall_s'])} s",
-            f"{e['steps']} steps, {e['samples']} samples",
-        ],
-        [
-            "one validation pass",
-            f"{fmt(v['wall_s'])} s",
-            f"{v['images']} images, scale {v['scale']}, flip {fmt(v['flip'])}",
-        ],
-        [
-            "waiting on data",
-            _pct(b["data_wait_share"]),
-            f"epoch - steps x step = {fmt(b['data_wait_s'])} s",
-        ],
-        [
-            "epoch / (steps x step + validation)",
-            f"{b['epoch_ratio']:.2f}",
-            "(epoch + validation) / (steps x step + validation)",
-        ],
-    ]
-    rows += _recipe_peak_rows(result)
     load = ", ".join(fmt(x) for x in result["load_average_start"] or []) or "n/a"
     load_end = ", ".join(fmt(x) for x in result["load_average_end"] or []) or "n/a"
     return (
-        f"{head}\n\n{table(['measurement', 'value', 'detail'], rows)}\n\n"
+        f"{head}\n\n{table(['measurement', 'value', 'detail'], _recipe_rows(result))}\n\n"
         f"Load average (1, 5, 15 min): {load} before, {load_end} after; setup {fmt(result['setup_s'])} s, "
         f"{fmt(result['wall_s'])} s in all.\n"
     )
