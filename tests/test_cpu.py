@@ -240,7 +240,8 @@ import builtins, os, sys
 real = builtins.__import__
 def watch(name, *args, **kw):
     if name == "torch" and "torch" not in sys.modules:
-        print("OMP_WAIT_POLICY at torch import:", os.environ.get("OMP_WAIT_POLICY"))
+        print("OMP_WAIT_POLICY at torch import:", os.environ.get("OMP_WAIT_POLICY"), flush=True)
+        os._exit(3)  # what OpenMP would see; no need to load torch
     return real(name, *args, **kw)
 builtins.__import__ = watch
 from fcnlib.cli import main
@@ -256,7 +257,7 @@ def test_wait_policy_is_set_before_torch_loads(preset, expected):
         env["OMP_WAIT_POLICY"] = preset
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env,
                           timeout=120)
-    assert proc.returncode == 2, proc.stderr  # --limit 0 is refused after torch loaded
+    assert proc.returncode == 3, proc.stderr  # stopped where torch was about to load
     assert proc.stdout.splitlines()[0] == f"OMP_WAIT_POLICY at torch import: {expected}"
 
 
