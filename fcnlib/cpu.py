@@ -41,12 +41,11 @@ def use_passive_wait() -> str:
     """Put ``OMP_WAIT_POLICY=PASSIVE`` in the environment unless it is set already; returns the
     policy. OpenMP reads the variable once, when torch is first imported: call this before.
 
-    ``OMP_WAIT_POLICY=`` (empty) keeps OpenMP's default (spin a while, then sleep); the
-    variable is then removed so that OpenMP does not complain about it.
-
     Idle OpenMP threads then sleep at once instead of spinning, so a thread that waits for a core
     taken by another process does not hold a second core (issue 19: a step beside one CPU-bound
     process took 687 ms with spinning threads, 343 ms with passive ones).
+    ``OMP_WAIT_POLICY=`` (empty) keeps OpenMP's default (spin a while, then sleep); the
+    variable is then removed so that OpenMP does not complain about it.
     """
     _TORCH_LOADED_FIRST.append("torch" in sys.modules)
     if os.environ.get("OMP_WAIT_POLICY") == "" or _DEFAULT_KEPT:  # empty: OpenMP's default
