@@ -249,11 +249,11 @@ sys.exit(main(["eval", "--limit", "0"]))
 """
 
 
-@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE"), ("", "None")])
 def test_wait_policy_is_set_before_torch_loads(preset, expected):
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["PYTHONPATH"] = str(REPO)
-    if preset:
+    if preset is not None:  # "": keep OpenMP's default (the variable is removed)
         env["OMP_WAIT_POLICY"] = preset
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env,
                           timeout=120)
