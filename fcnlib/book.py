@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from .config import TrainConfig, load_config
+from .cpu import CpuThreads
 from .data import DatasetError, build_dataset, download
 from .data.registry import CAMVID, SBD, SHAPES, VOC
 from .engine import TrainResult, train_stages
@@ -62,52 +62,24 @@ def book_mode(device: torch.device | None = None) -> str:
     return mode
 
 
-def _cores_in_use(window: float = 0.5) -> float | None:
-    """How many cores other processes keep busy now: ``/proc/stat`` sampled over ``window``
-    seconds (Linux), else the 1-minute load average. The load average lags by a minute, so right
-    after the previous chapter's kernel it still counts that kernel's work."""
-
-    def sample() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat", encoding="ascii") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        return sum(fields), fields[3] + (
-            fields[4] if len(fields) > 4 else 0
-        )  # total, idle + iowait
-
-    first = sample()
-    if first is None:
-        try:
-            return os.getloadavg()[0]
-        except OSError:
-            return None
-    time.sleep(window)
-    second = sample()
-    total, idle = second[0] - first[0], second[1] - first[1]
-    return (os.cpu_count() or 1) * (total - idle) / total if total > 0 else 0.0
-
-
-def _busy_cpu_threads() -> int | None:
-    """One intra-op thread when other work keeps the CPU busy (OpenMP threads that wait for a
-    taken core spin and slow each other several-fold); None (PyTorch's default) otherwise."""
-    cores = os.cpu_count() or 1
-    in_use = _cores_in_use()
-    if in_use is None:
-        return None
-    return 1 if cores <= 4 and in_use > 0.5 else None
+def _cpu_threads() -> CpuThreads:
+    """``threads: auto`` as ``fcnlib train`` chooses it (:class:`fcnlib.cpu.CpuThreads`): one
+    intra-op thread per core that other processes leave free, judged from ``/proc/stat`` now."""
+    policy = CpuThreads("auto", window=0.5)
+    policy.choose()
+    return policy
 
 
 def setup() -> tuple[torch.device, str]:
-    """The device (cuda if available) and the book mode; prints both and how to switch."""
+    """The device (cuda if available) and the book mode; prints both and how to switch, and on
+    the CPU the intra-op threads that `threads: auto` chose (fcnlib.cpu)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mode = book_mode(device)
-    threads = _busy_cpu_threads() if device.type == "cpu" else None
-    if threads:
-        torch.set_num_threads(threads)
     other = "full" if mode == "smoke" else "smoke"
     print(f"device={device}, mode={mode} (set FCNBOOK_MODE={other} before starting to switch)")
+    if device.type == "cpu":
+        policy = _cpu_threads()
+        print(f"threads={policy.threads} ({policy.reason})")
     return device, mode
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .constants import DEFAULT_MAX_IMAGE_PIXELS
+from .cpu import parse_threads
 from .data.registry import DATASETS, SHAPES
 from .models import HEADS, MODEL_NAMES, STRIDES, UPSAMPLES
 from .settings import ConfigError, amp_setting, device_setting, setting, workers_setting
@@ -150,7 +151,12 @@ class TrainConfig:
     compile: bool = _s(False, "torch.compile the model", group="run")
     device: str = device_setting()
     seed: int = _s(0, "random seed (weights, order, augmentation)", group="run")
-    threads: int | None = _s(None, "intra-op CPU threads (none: PyTorch's default)", group="run")
+    threads: str | int | None = _s(
+        "auto",
+        "intra-op CPU threads: a number, or auto = the cores other processes leave free, "
+        "re-checked each epoch",
+        group="run",
+    )
     max_minutes: float | None = _s(
         None,
         "time budget in minutes: stop after the epoch in which it runs out; "
@@ -215,6 +221,13 @@ class TrainConfig:
         return self._group(OptimSettings)
 
 
+def _threads_ok(value: Any) -> bool:
+    try:
+        return parse_threads(value) is not None
+    except ValueError:
+        return False
+
+
 def _range_errors(c: TrainConfig) -> list[str]:
     checks = [
         (
@@ -276,7 +289,7 @@ def _optim_run_errors(c: TrainConfig) -> list[str]:
             "class_weights must be positive numbers",
         ),
         (c.class_weight_max > 0, f"class_weight_max must be > 0, not {c.class_weight_max}"),
-        (c.threads is None or c.threads >= 1, f"threads must be >= 1, not {c.threads}"),
+        (_threads_ok(c.threads), f"threads must be >= 1 or auto, not {c.threads}"),
         (
             c.max_minutes is None or c.max_minutes > 0,
             f"max_minutes must be > 0, not {c.max_minutes}",

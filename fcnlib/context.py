@@ -1,16 +1,18 @@
-"""Where and how a run executes: the device, the ``torchrun`` process group and the precision."""
+"""Where and how a run executes: the device, the ``torchrun`` process group, the precision and,
+on the CPU, the intra-op threads (:mod:`fcnlib.cpu`)."""
 
 from __future__ import annotations
 
 import os
 import re
 from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 
+from .cpu import CpuThreads, cpu_amp, parse_threads, wait_policy
 from .errors import FcnlibError
 
 __all__ = ["AMP_MODES", "Context", "DeviceError", "resolve_device", "setup_context"]
@@ -26,12 +28,15 @@ class DeviceError(FcnlibError, ValueError):
 
 @dataclass
 class Context:
-    """Where and how to run: device, rank / world size (1 without torchrun), autocast dtype."""
+    """Where and how to run: device, rank / world size (1 without torchrun), autocast dtype, why
+    that precision (``amp_reason``) and the CPU thread policy (``threads``, None: left as it was)."""
 
     device: torch.device
     rank: int = 0
     world_size: int = 1
     amp_dtype: torch.dtype | None = None
+    amp_reason: str = ""
+    threads: CpuThreads | None = field(default=None, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -46,6 +51,34 @@ class Context:
         if self.amp_dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def amp(self) -> str:
+        return str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off"
+
+    def recheck_threads(self) -> str | None:
+        """Re-choose ``threads: auto`` from the load since the last check (call once an epoch);
+        returns a line for the log when the count changed."""
+        return self.threads.recheck() if self.threads is not None else None
+
+    def execution(self) -> dict[str, Any]:
+        """What the run's record keeps: precision and threads, each with the reason."""
+        record: dict[str, Any] = {"device": str(self.device), "amp": self.amp}
+        record["amp_reason"] = self.amp_reason
+        record["threads"] = torch.get_num_threads()
+        if self.threads is not None:
+            record["threads_setting"] = self.threads.setting
+            record["threads_reason"] = self.threads.reason
+            record["threads_per_check"] = list(self.threads.history)
+        record["omp_wait_policy"] = wait_policy()
+        return record
+
+    def describe(self) -> str:
+        """Two log lines: the precision and the threads, each with the reason."""
+        threads = f"threads {torch.get_num_threads()}"
+        if self.threads is not None:
+            threads += f" ({self.threads.reason})"
+        return f"amp {self.amp} on {self.device} ({self.amp_reason})\n{threads}"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -104,14 +137,24 @@ def _process_group_env() -> tuple[int, int, int]:
     return world_size, rank, local_rank
 
 
-def setup_context(device: str = "auto", amp: str = "auto") -> Context:
-    """Resolve the device, join the ``torchrun`` process group if there is one, choose the precision.
+def setup_context(
+    device: str = "auto", amp: str = "auto", threads: int | str | None = "auto", *, train=False
+) -> Context:
+    """Resolve the device, join the ``torchrun`` process group if there is one, choose the
+    precision and, on the CPU, the intra-op threads.
 
     ``amp="auto"``: bf16 autocast on GPUs that support it, fp16 (with a gradient scaler) on older
-    GPUs, none on the CPU; ``bf16`` on a CPU uses its bf16 kernels (fast with AVX-512 BF16 or AMX).
+    GPUs; on the CPU bf16 for training (``train``) where the CPU computes bfloat16 natively, else
+    float32 (:func:`fcnlib.cpu.cpu_amp`; an explicit ``bf16`` there without native support warns).
+    ``threads``: a number, or ``"auto"`` (:class:`fcnlib.cpu.CpuThreads`: from how busy the
+    machine is; on a GPU ``auto`` leaves PyTorch's default).
     """
     if amp not in AMP_MODES:
         raise DeviceError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r} (`amp`)")
+    try:
+        threads = parse_threads(threads)
+    except ValueError:
+        raise DeviceError(f"threads must be >= 1 or auto, not {threads!r}") from None
     world_size, rank, local_rank = _process_group_env()
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -120,11 +163,18 @@ def setup_context(device: str = "auto", amp: str = "auto") -> Context:
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    if amp == "auto":
-        amp = (
-            ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
-        )
     if amp == "fp16" and dev.type != "cuda":
         raise DeviceError("amp fp16 needs a CUDA GPU; on the CPU use bf16 or off (`amp`)")
+    if dev.type == "cuda":
+        reason = f"set to {amp}"
+        if amp == "auto":
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            reason = f"auto: {amp} on this GPU"
+    else:
+        amp, reason = cpu_amp(amp, train=train)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
-    return Context(dev, rank, world_size, amp_dtype)
+    policy = None
+    if dev.type == "cpu" or threads != "auto":
+        policy = CpuThreads(threads, processes=_env_int("LOCAL_WORLD_SIZE", 1, 1))
+        policy.choose()
+    return Context(dev, rank, world_size, amp_dtype, reason, policy)

@@ -390,7 +390,12 @@ def _validate(
 
 
 def _save_epoch(
-    run: RunState, cfg: TrainConfig, row: dict[str, Any], improved: bool, seconds: float
+    run: RunState,
+    cfg: TrainConfig,
+    row: dict[str, Any],
+    improved: bool,
+    seconds: float,
+    execution: dict[str, Any] | None = None,
 ) -> None:
     state = training_state(
         _unwrap(run.model),
@@ -407,6 +412,7 @@ def _save_epoch(
         best_miou=run.best_miou,
         train_seconds=seconds,
         class_weights=run.class_weights,
+        execution=execution,  # precision and threads, with the reasons
     )
     if improved:
         atomic_save(state, run.out.best)
@@ -456,6 +462,8 @@ def _run_epochs(
     stopped_by_budget = False
     for epoch in range(run.start_epoch, cfg.epochs):
         torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # augmentation, dropout: (seed, epoch)
+        if (note := ctx.recheck_threads()) and ctx.is_main:
+            tqdm.write(note)  # threads: auto follows the machine's load, epoch by epoch
         t0 = time.perf_counter()
         loader = _train_loader(train_ds, cfg, ctx, epoch)
         train_loss = train_one_epoch(run, loader, cfg, ctx, epoch, progress, max_steps)
@@ -474,7 +482,7 @@ def _run_epochs(
         if improved:
             run.best_miou = val.mIoU
         if ctx.is_main:
-            _save_epoch(run, cfg, row, improved, clock())
+            _save_epoch(run, cfg, row, improved, clock(), ctx.execution())
         if stopped_by_budget:
             break
     return {"last": last, "stopped_by_budget": stopped_by_budget}
@@ -521,9 +529,9 @@ def train(
     stay intact.
     """
     started = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ctx = _setup_context(cfg.device, cfg.amp)
+    ctx = _setup_context(cfg.device, cfg.amp, cfg.threads, train=True)
+    if ctx.is_main:
+        tqdm.write(ctx.describe())  # precision and threads, and why (also in the checkpoints)
     grow_from = None if resume else (parent or cfg.init_from)
     if grow_from is not None:
         _check_grow_from(grow_from, cfg, model_name or cfg.model, overwrite)

@@ -53,7 +53,8 @@ def device_setting(group: str = "run") -> Any:
 def amp_setting(group: str = "run") -> Any:
     return setting(
         "auto",
-        "mixed precision: auto = bf16/fp16 on a GPU, off on the CPU",
+        "mixed precision: auto = bf16/fp16 on a GPU; on the CPU bf16 where it computes bfloat16 "
+        "natively, else off (float32)",
         choices=AMP_CHOICES,
         group=group,
     )

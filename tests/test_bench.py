@@ -53,6 +53,18 @@ def test_result_files_and_header(tiny_run):
     assert set(result["units"]) >= {"*_s", "*_bytes", "images_per_s", "pixels_per_s"}
 
 
+def test_cpu_peak_is_measured_on_the_quick_path(tiny_run):
+    d = tiny_run[0]["device"]
+    assert _positive(d["peak_tflops"]) and _positive(d["peak_tflops_bf16"])
+    m = d["peak_measurement"]
+    for key, dtype in (("peak_tflops", "float32"), ("peak_tflops_bf16", "bfloat16")):
+        n = m[dtype]["size"]
+        assert d[key] == pytest.approx(2 * n**3 / m[dtype]["best_s"] / 1e12)
+        assert m[dtype]["threads"] == d["torch_threads"]
+    assert "CPU peak (torch.mm" in (tiny_run[1] / "latest-cpu-tiny.md").read_text()
+    assert tiny_run[0]["execution"]["threads"] == d["torch_threads"]
+
+
 def test_train_section(tiny_run):
     t = tiny_run[0]["train"]
     assert set(t["variants"]) == {"seed", "fcnlib", "fcnlib_compile"}
@@ -60,7 +72,10 @@ def test_train_section(tiny_run):
         v = t["variants"][name]
         assert _positive(v["images_per_s"]) and _positive(v["step_ms"]) and _positive(v["achieved_tflops"])
         assert len(v["repeats_s"]) == tiny_run[0]["settings"]["repeats"]
-        assert v["mfu_vs_half_peak"] is None  # no peak table entry for a CPU
+        # on a CPU the peak is measured (large matmuls): utilisation = achieved / that peak
+        peak = tiny_run[0]["device"]
+        assert v["mfu_vs_fp32_peak"] == pytest.approx(v["achieved_tflops"] / peak["peak_tflops"])
+        assert v["mfu_vs_half_peak"] == pytest.approx(v["achieved_tflops"] / peak["peak_tflops_bf16"])
     assert t["variants"]["fcnlib_compile"]["status"] == "not measured"
     assert t["variants"]["fcnlib_compile"]["reason"]
     assert _positive(t["flops_per_step"]) and _positive(t["speedup"])
@@ -179,8 +194,12 @@ def test_recipe_result_keys_and_files(recipe_run):
     assert {"command", "commit", "dirty", "machine", "python", "torch"} <= set(result["run"])
     assert result["run"]["command"].startswith("fcnlib bench --config")
     assert len(result["load_average_start"]) == 3 and len(result["load_average_end"]) == 3
-    assert result["context"] == {"device": "cpu", "amp": "off", "threads": 1, "workers": 0,
-                                 "channels_last": True, "compile": False}
+    c = result["context"]
+    assert {k: c[k] for k in ("device", "amp", "threads", "threads_setting", "workers", "channels_last",
+                              "compile")} == {"device": "cpu", "amp": "off", "threads": 1,
+                                              "threads_setting": 1, "workers": 0,
+                                              "channels_last": True, "compile": False}
+    assert c["amp_reason"] == "set to off (float32)" and c["threads_reason"] == "set to 1"
     assert result["config"]["width"] == 0.0625 and result["config"]["crop_size"] == 64
     for name in result["files"].values():
         assert (out / name).is_file()
@@ -198,6 +217,33 @@ def test_recipe_times_are_positive_and_share_is_a_fraction(recipe_run):
         assert _positive(x)
     assert 0.0 <= b["data_wait_share"] <= 1.0
     assert b["steps_x_step_s"] == pytest.approx(e["steps"] * s["median_ms"] / 1e3)
+
+
+def test_recipe_step_flops_and_utilisation(recipe_run):
+    result = recipe_run[0]
+    s, d = result["step"], result["device"]
+    assert _positive(d["peak_tflops"]) and _positive(d["peak_tflops_bf16"])
+    assert _positive(s["flops"]) and s["threads"] == 1
+    assert s["achieved_tflops"] == pytest.approx(s["flops"] / (s["median_ms"] / 1e3) / 1e12)
+    assert s["fraction_of_peak_fp32"] == pytest.approx(s["achieved_tflops"] / d["peak_tflops"])
+    assert s["fraction_of_peak_bf16"] == pytest.approx(s["achieved_tflops"] / d["peak_tflops_bf16"])
+    text = (recipe_run[1] / "latest-recipe-tiny-cpu.md").read_text()
+    assert "training step FLOP/s" in text and "float32 peak / step utilisation" in text
+
+
+def test_step_flop_count_of_a_known_matmul():
+    """The recipe bench's FLOP count and utilisation on a step that is one known matmul."""
+    from fcnlib.bench.recipe import _utilisation, count_step_flops
+
+    m, k, n = 32, 48, 16
+    x = torch.randn(m, k, requires_grad=True)
+    w = torch.randn(k, n, requires_grad=True)
+    flops = count_step_flops(lambda: (x @ w).sum().backward())
+    assert flops == 3 * 2 * m * k * n  # forward, and the gradients of x and of w
+    step = {"achieved_tflops": flops / 0.5 / 1e12}
+    _utilisation(step, {"peak_tflops": 1e-6, "peak_tflops_bf16": 2e-6})
+    assert step["fraction_of_peak_fp32"] == pytest.approx(6 * m * k * n / 0.5 / 1e6)
+    assert step["fraction_of_peak_bf16"] == pytest.approx(3 * m * k * n / 0.5 / 1e6)
 
 
 def test_recipe_restores_the_thread_count(recipe_run):

@@ -1,9 +1,6 @@
 """fcnlib.book: mode parsing, the book's recipes and their paths, trained_model's reuse of a finished run."""
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,8 +43,11 @@ def test_setup_prints_device_mode_and_how_to_switch(monkeypatch, capsys):
     monkeypatch.setenv("FCNBOOK_MODE", "smoke")
     device, mode = book.setup()
     assert mode == "smoke" and device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert capsys.readouterr().out.strip() == (
-        f"device={device}, mode=smoke (set FCNBOOK_MODE=full before starting to switch)")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"device={device}, mode=smoke (set FCNBOOK_MODE=full before starting to switch)"
+    if device.type == "cpu":  # and the threads, as `threads: auto` chose them (fcnlib.cpu)
+        assert lines[1] == f"threads={torch.get_num_threads()} (auto: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+    assert len(lines) == (2 if device.type == "cpu" else 1)
 
 
 def test_default_runs_dir_is_in_the_repository():
@@ -147,16 +147,20 @@ def test_chapters_fit_the_page_and_use_only_public_names():
         assert "hide-input" in first.get("metadata", {}).get("tags", []), nb.name
 
 
-def test_a_busy_cpu_is_seen_now_not_a_minute_later(monkeypatch):
-    """A process spinning beside the chapter counts as at least most of a core in use."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+def test_setup_uses_the_threads_auto_of_fcnlib_train(monkeypatch, capsys):
+    """The chapters choose threads as ``threads: auto`` does (fcnlib.cpu), from /proc/stat now."""
+    from fcnlib import cpu
+
+    before = torch.get_num_threads()
+    readings = iter([cpu.LoadReading(0.0, 0, 0, 0.0), cpu.LoadReading(0.5, 1200, 2000, 0.0)])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu, "_allowed_cpus", lambda: {0, 1})
+    monkeypatch.setattr(cpu, "_torch_default_threads", lambda: 2)
+    monkeypatch.setattr(cpu, "read_load", lambda path="", cpus=None: next(readings))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     try:
-        time.sleep(0.3)
-        assert book._cores_in_use(window=0.5) >= 0.7
+        book.setup()
+        assert torch.get_num_threads() == 1  # 1.2 of 2 cores busy elsewhere
     finally:
-        spinner.kill()
-        spinner.wait()
-    monkeypatch.setattr(book, "_cores_in_use", lambda window=0.5: 0.1)
-    assert book._busy_cpu_threads() is None
-    monkeypatch.setattr(book, "_cores_in_use", lambda window=0.5: 1.2)
-    assert book._busy_cpu_threads() == (1 if (os.cpu_count() or 1) <= 4 else None)
+        torch.set_num_threads(before)
+    assert "threads=1 (auto: others kept 1.2 of 2 cores busy over 0.5 s)" in capsys.readouterr().out

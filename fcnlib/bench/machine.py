@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 
+from ..cpu import cpu_bf16_native, matmul_peak_tflops
 from .settings import peak_tflops
 
-__all__ = ["cpu_name", "device_info", "load_average"]
+__all__ = ["cpu_name", "cpu_peak_entry", "cpu_peaks", "device_info", "load_average"]
 
 
 def cpu_name() -> str:
@@ -26,8 +27,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_info(device: torch.device) -> dict[str, Any]:
-    """Name and properties of the benchmarked device, with the matching peak TFLOP/s (``None`` if unknown)."""
+def device_info(device: torch.device, peak_s: float = 0.3) -> dict[str, Any]:
+    """Name and properties of the benchmarked device, with its peak TFLOP/s: a GPU's from the
+    card table (``None`` if unknown); a CPU's measured now with torch's current threads
+    (:func:`cpu_peaks`, about ``peak_s`` seconds per precision)."""
     info: dict[str, Any] = {
         "type": device.type,
         "torch_threads": torch.get_num_threads(),
@@ -47,8 +50,36 @@ def device_info(device: torch.device) -> dict[str, Any]:
         )
         info["peak_tflops"] = peak_tflops(props.name)
     else:
-        info.update(name=f"{info['cpu']} ({torch.get_num_threads()} threads)", peak_tflops=None)
+        info.update(name=f"{info['cpu']} ({torch.get_num_threads()} threads)")
+        info.update(cpu_peaks(peak_s))
     return info
+
+
+def cpu_peaks(seconds: float = 0.3) -> dict[str, Any]:
+    """The CPU's practical peak: ``peak_tflops`` (float32) and ``peak_tflops_bf16``, the best
+    rate of large square matrix products (:func:`fcnlib.cpu.matmul_peak_tflops`), with the
+    details under ``peak_measurement`` and whether oneDNN has native bfloat16."""
+    fp32 = matmul_peak_tflops("float32", seconds)
+    bf16 = matmul_peak_tflops("bfloat16", seconds)
+    return {
+        "peak_tflops": fp32["tflops"],
+        "peak_tflops_bf16": bf16["tflops"],
+        "peak_measurement": {"float32": fp32, "bfloat16": bf16, "method": "torch.mm, best of"},
+        "bf16_native": cpu_bf16_native(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
+
+
+def cpu_peak_entry(info: dict[str, Any]) -> dict[str, Any] | None:
+    """A measured CPU peak in the card table's form (``half`` = bf16, ``fp32``) for utilisation."""
+    if info.get("peak_tflops_bf16") is None:
+        return None
+    return {
+        "card": "measured (matmul)",
+        "half": info["peak_tflops_bf16"],
+        "half_dtype": "bf16",
+        "fp32": info["peak_tflops"],
+    }
 
 
 def load_average() -> list[float] | None:

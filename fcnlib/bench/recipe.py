@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ConfigError, TrainConfig, load_config
 from ..context import Context
@@ -46,9 +47,11 @@ from .report import recipe_to_markdown, write_files
 from .run import UNITS, bench_context
 from .timing import sync, time_calls
 
-__all__ = ["RECIPE_SCHEMA", "breakdown", "run_recipe_bench"]
+__all__ = ["RECIPE_SCHEMA", "breakdown", "count_step_flops", "run_recipe_bench"]
 
 RECIPE_SCHEMA = "fcnlib-bench-recipe/1"
+#: What ``fcnlib bench --config`` measures; the training step is always timed.
+PARTS = ("data", "step", "epoch", "validation")
 
 
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> None:
@@ -95,6 +98,13 @@ def _prefetch(train_ds: Dataset, cfg: TrainConfig, ctx: Context, n: int) -> list
     return batches
 
 
+def count_step_flops(fn) -> int:
+    """FLOPs of one call of ``fn`` (``FlopCounterMode``: multiply and add counted separately)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
 def _step_pass(
     run: Any, train_ds: Dataset, cfg: TrainConfig, ctx: Context, steps: int, warmup: int
 ) -> dict[str, Any]:
@@ -118,9 +128,13 @@ def _step_pass(
             )
         )
 
+    flops = count_step_flops(lambda: step(0))  # one more untimed step, its FLOPs counted
     times = time_calls(step, ctx.device, steps, warmup)
     median = statistics.median(times)
     return {
+        "threads": torch.get_num_threads(),
+        "flops": flops,
+        "achieved_tflops": flops / median / 1e12,
         "steps": steps,
         "warmup": warmup,
         "distinct_batches": len(batches),
@@ -188,8 +202,21 @@ def breakdown(epoch_s: float, steps: int, step_s: float, validation_s: float) ->
     }
 
 
-def _recipe(config: str | os.PathLike, device: str | None) -> TrainConfig:
-    cfg = load_config(config)
+def _utilisation(step: dict[str, Any], device: dict[str, Any]) -> None:
+    """The step's achieved FLOP/s as a fraction of each measured peak (CPU; GPU: card table)."""
+    peak = device.get("peak_tflops")
+    if isinstance(peak, dict):  # a GPU's card table entry
+        step["fraction_of_peak_fp32"] = step["achieved_tflops"] / peak["fp32"]
+        step["fraction_of_peak_bf16"] = step["achieved_tflops"] / peak["half"]
+        return
+    for key, value in (("fp32", peak), ("bf16", device.get("peak_tflops_bf16"))):
+        step[f"fraction_of_peak_{key}"] = None if not value else step["achieved_tflops"] / value
+
+
+def _recipe(
+    config: str | os.PathLike, device: str | None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    cfg = load_config(config, overrides)
     if device is not None:
         cfg.device = device
     cfg.weights_backbone, cfg.init_from = None, None  # random weights: same cost, no download
@@ -197,42 +224,80 @@ def _recipe(config: str | os.PathLike, device: str | None) -> TrainConfig:
     return cfg
 
 
+def _context_record(cfg: TrainConfig, ctx: Context) -> dict[str, Any]:
+    """How the run executes: device, precision and threads with the reasons, loader, layout."""
+    execution = ctx.execution()
+    return {
+        "device": str(ctx.device),
+        "amp": ctx.amp,
+        "amp_reason": execution["amp_reason"],
+        "threads": torch.get_num_threads(),
+        "threads_setting": execution.get("threads_setting"),
+        "threads_reason": execution.get("threads_reason"),
+        "omp_wait_policy": execution["omp_wait_policy"],
+        "workers": cfg.workers,
+        "channels_last": cfg.channels_last,
+        "compile": cfg.compile,
+    }
+
+
+def _save(result: dict[str, Any], out: Path, name: str, echo: bool) -> None:
+    """Write ``result`` as JSON and markdown (and the ``latest-`` copies); print if ``echo``."""
+    kind = result["device"]["type"]
+    stem = f"recipe-{name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    files = {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md"}
+    latest = {k: out / f"latest-recipe-{name}-{kind}{p.suffix}" for k, p in files.items()}
+    result["files"] = {k: v.name for k, v in files.items()}
+    markdown = recipe_to_markdown(result)
+    result["paths"] = write_files(result, markdown, files, latest)
+    if echo:
+        print(markdown)
+        print(f"wrote {result['paths']['json']} (and {latest['json'].name}, .md)")
+
+
 def _measure(
-    cfg: TrainConfig, steps: int, warmup: int, data_batches: int | None, out_dir: Path
+    cfg: TrainConfig,
+    steps: int,
+    warmup: int,
+    data_batches: int | None,
+    out_dir: Path,
+    peak_s: float = 0.3,
+    parts: tuple[str, ...] = PARTS,
 ) -> dict[str, Any]:
     """Build the recipe's run and time the data pass, the step, one epoch and one validation pass.
 
     Nothing is saved: the run's output folder (``out_dir``/``.no-checkpoints``, never created) only
     names "no checkpoint" in the message of a diverging loss.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ctx = bench_context(cfg.device, cfg.amp)
+    ctx = bench_context(cfg.device, cfg.amp, cfg.threads, train=True)
     t0 = time.perf_counter()
     train_ds, val_ds = build_datasets(cfg, progress=False)
     folder = OutputFolder(out_dir / ".no-checkpoints", owner=False)
     run = build_run(cfg, ctx, train_ds, out=folder)
     setup_s = time.perf_counter() - t0
+    ctx.recheck_threads()  # as train() does before each epoch
     out: dict[str, Any] = {
-        "device": device_info(ctx.device),
+        "device": device_info(ctx.device, peak_s),
         "setup_s": setup_s,
-        "context": {
-            "device": str(ctx.device),
-            "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
-            "threads": torch.get_num_threads(),
-            "workers": cfg.workers,
-            "channels_last": cfg.channels_last,
-            "compile": cfg.compile,
-        },
+        "context": _context_record(cfg, ctx),
         "model": {
             "name": cfg.model,
             "parameters": sum(p.numel() for p in run.model.parameters()),
             "weights": "random initialisation",
         },
     }
-    out["data"] = _data_pass(train_ds, cfg, ctx, data_batches)
+    if "data" in parts:
+        out["data"] = _data_pass(train_ds, cfg, ctx, data_batches)
     out["step"] = _step_pass(run, train_ds, cfg, ctx, steps, warmup)
+    _utilisation(out["step"], out["device"])
+    if "epoch" not in parts:
+        return out
+    if note := ctx.recheck_threads():
+        print(note)
     out["epoch"] = _epoch_pass(run, train_ds, cfg, ctx)
+    out["epoch"]["threads"] = torch.get_num_threads()
+    if "validation" not in parts:
+        return out
     out["validation"] = _validation_pass(run, val_ds, cfg, ctx)
     out["breakdown"] = breakdown(
         out["epoch"]["wall_s"],
@@ -253,23 +318,34 @@ def run_recipe_bench(
     data_batches: int | None = None,
     echo: bool = True,
     argv: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    parts: tuple[str, ...] = PARTS,
+    name: str | None = None,
+    peak_s: float = 0.3,
 ) -> dict[str, Any]:
     """Measure where one epoch's time goes for recipe ``config``; save, print and return the result.
 
     ``device`` overrides the recipe's. ``steps`` (default 10): timed training steps, after
     ``warmup`` untimed ones. ``data_batches``: batches of the data-pipeline pass (default: one
     epoch's). ``argv``: the command line recorded as provenance (default ``sys.argv[1:]``). The
-    intra-op thread count is restored afterwards.
+    intra-op thread count is restored afterwards. For scripts (``bench/cpu_table.py``):
+    ``overrides`` (recipe settings, as on the command line), ``parts`` (a subset of
+    :data:`PARTS`; the step is always timed), ``name`` (the files' recipe name), ``peak_s``
+    (seconds per precision of the CPU peak).
     """
     steps = 10 if steps is None else steps
     if steps < 1 or warmup < 0 or (data_batches is not None and data_batches < 1):
         raise ConfigError("bench: --steps and --data-batches must be >= 1 (and warmup >= 0)")
-    cfg = _recipe(config, device)
-    name = Path(config).stem
+    if not set(parts) <= set(PARTS):
+        raise ConfigError(f"bench: parts must be among {', '.join(PARTS)}, not {parts}")
+    cfg = _recipe(config, device, overrides)
+    name = name or Path(config).stem
     result: dict[str, Any] = {
         "schema": RECIPE_SCHEMA,
         "recipe": str(config),
         "recipe_name": name,
+        "overrides": dict(overrides or {}),
+        "parts": list(parts),
         "run": run_info(argv),
         "torch": torch.__version__,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -278,7 +354,9 @@ def run_recipe_bench(
     threads = torch.get_num_threads()
     t0 = time.perf_counter()
     try:
-        result.update(_measure(cfg, steps, warmup, data_batches, Path(out_dir)))
+        result.update(
+            _measure(cfg, steps, warmup, data_batches, Path(out_dir), peak_s, tuple(parts))
+        )
     finally:
         torch.set_num_threads(threads)
     result.update(
@@ -287,14 +365,5 @@ def run_recipe_bench(
         config=cfg.to_dict(),
         units=UNITS,
     )
-    out, kind = Path(out_dir), result["device"]["type"]
-    stem = f"recipe-{name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    files = {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md"}
-    latest = {k: out / f"latest-recipe-{name}-{kind}{p.suffix}" for k, p in files.items()}
-    result["files"] = {k: v.name for k, v in files.items()}
-    markdown = recipe_to_markdown(result)
-    result["paths"] = write_files(result, markdown, files, latest)
-    if echo:
-        print(markdown)
-        print(f"wrote {result['paths']['json']} (and {latest['json'].name}, .md)")
+    _save(result, Path(out_dir), name, echo)
     return result

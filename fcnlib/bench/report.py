@@ -201,6 +201,17 @@ def _md_scaling(sc: dict[str, Any]) -> str:
     )
 
 
+def _md_cpu_peak(d: dict[str, Any]) -> str:
+    """The CPU's measured peak, one line."""
+    m = d["peak_measurement"]
+    f, b = m["float32"], m["bfloat16"]
+    native = "native" if d.get("bf16_native") else "not native"
+    return (
+        f"CPU peak (torch.mm, {f['threads']} threads): float32 {fmt(d['peak_tflops'])} TFLOP/s "
+        f"(n={f['size']}), bf16 {fmt(d['peak_tflops_bf16'])} TFLOP/s (n={b['size']}, {native})"
+    )
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """A suite result (:func:`fcnlib.bench.run_bench`) as markdown tables (what ``fcnlib bench`` prints)."""
     d = result["device"]
@@ -209,6 +220,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{result['wall_s']:.0f} s"
     )
     parts = [head]
+    if d.get("peak_tflops_bf16") is not None:
+        parts.append(_md_cpu_peak(d))
     for key, fn in (
         ("train", _md_train),
         ("metric", _md_metric),
@@ -220,52 +233,101 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def recipe_to_markdown(result: dict[str, Any]) -> str:
-    """A recipe result (:func:`fcnlib.bench.run_recipe_bench`) as a markdown table (what
-    ``fcnlib bench --config`` prints)."""
-    c, d, s, e, v, b = (
-        result[k] for k in ("context", "data", "step", "epoch", "validation", "breakdown")
-    )
-    head = (
-        f"## fcnlib bench --config {result['recipe']}: {result['device']['name']}, amp {c['amp']}, "
-        f"{c['threads']} threads, {c['workers']} workers, torch {result['torch']}"
-    )
+def _recipe_peak_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The CPU's measured peak and the step's utilisation of it (rows of the recipe table)."""
+    d, s = result["device"], result["step"]
+    if "achieved_tflops" not in s:
+        return []
     rows = [
         [
-            "data pipeline alone",
-            f"{fmt(d['samples_per_s'])} samples/s",
-            f"{fmt(d['samples_per_s_per_worker'])} per loading process; {d['samples']} samples in {fmt(d['wall_s'])} s",
-        ],
+            "training step FLOP/s",
+            f"{fmt(s['achieved_tflops'])} TFLOP/s",
+            f"{fmt(s['flops'] / 1e9)} GFLOP per step (FlopCounterMode, fwd + bwd)",
+        ]
+    ]
+    for key, label in (("fp32", "float32"), ("bf16", "bf16")):
+        peak = d.get("peak_tflops" if key == "fp32" else "peak_tflops_bf16")
+        if peak is not None:
+            rows.append(
+                [
+                    f"{label} peak / step utilisation",
+                    f"{fmt(peak)} TFLOP/s",
+                    f"step at {_pct(s[f'fraction_of_peak_{key}'])} of it (torch.mm)",
+                ]
+            )
+    return rows
+
+
+def _recipe_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The rows of the recipe table for the parts that were measured."""
+    rows = []
+    if d := result.get("data"):
+        rows.append(
+            [
+                "data pipeline alone",
+                f"{fmt(d['samples_per_s'])} samples/s",
+                (
+                    f"{fmt(d['samples_per_s_per_worker'])} per loading process; "
+                    f"{d['samples']} samples in {fmt(d['wall_s'])} s"
+                ),
+            ]
+        )
+    s = result["step"]
+    rows.append(
         [
             "training step alone",
             f"{fmt(s['median_ms'])} ms",
             f"median of {s['steps']} steps after {s['warmup']}, batch {s['batch_size']}",
-        ],
-        [
-            "one epoch (real loader)",
-            f"{fmt(e['wall_s'])} s",
-            f"{e['steps']} steps, {e['samples']} samples",
-        ],
-        [
-            "one validation pass",
-            f"{fmt(v['wall_s'])} s",
-            f"{v['images']} images, scale {v['scale']}, flip {fmt(v['flip'])}",
-        ],
-        [
-            "waiting on data",
-            _pct(b["data_wait_share"]),
-            f"epoch - steps x step = {fmt(b['data_wait_s'])} s",
-        ],
-        [
-            "epoch / (steps x step + validation)",
-            f"{b['epoch_ratio']:.2f}",
-            "(epoch + validation) / (steps x step + validation)",
-        ],
-    ]
+        ]
+    )
+    if e := result.get("epoch"):
+        rows.append(
+            [
+                "one epoch (real loader)",
+                f"{fmt(e['wall_s'])} s",
+                f"{e['steps']} steps, {e['samples']} samples",
+            ]
+        )
+    if v := result.get("validation"):
+        rows.append(
+            [
+                "one validation pass",
+                f"{fmt(v['wall_s'])} s",
+                f"{v['images']} images, scale {v['scale']}, flip {fmt(v['flip'])}",
+            ]
+        )
+    if b := result.get("breakdown"):
+        rows.append(
+            [
+                "waiting on data",
+                _pct(b["data_wait_share"]),
+                f"epoch - steps x step = {fmt(b['data_wait_s'])} s",
+            ]
+        )
+        rows.append(
+            [
+                "epoch / (steps x step + validation)",
+                f"{b['epoch_ratio']:.2f}",
+                "(epoch + validation) / (steps x step + validation)",
+            ]
+        )
+    return rows + _recipe_peak_rows(result)
+
+
+def recipe_to_markdown(result: dict[str, Any]) -> str:
+    """A recipe result (:func:`fcnlib.bench.run_recipe_bench`) as a markdown table (what
+    ``fcnlib bench --config`` prints)."""
+    c = result["context"]
+    head = (
+        f"## fcnlib bench --config {result['recipe']}: {result['device']['name']}, amp {c['amp']}, "
+        f"{c['threads']} threads, {c['workers']} workers, torch {result['torch']}"
+    )
+    if c.get("amp_reason"):
+        head += f"\n\namp: {c['amp_reason']}; threads: {c.get('threads_reason', 'n/a')}"
     load = ", ".join(fmt(x) for x in result["load_average_start"] or []) or "n/a"
     load_end = ", ".join(fmt(x) for x in result["load_average_end"] or []) or "n/a"
     return (
-        f"{head}\n\n{table(['measurement', 'value', 'detail'], rows)}\n\n"
+        f"{head}\n\n{table(['measurement', 'value', 'detail'], _recipe_rows(result))}\n\n"
         f"Load average (1, 5, 15 min): {load} before, {load_end} after; setup {fmt(result['setup_s'])} s, "
         f"{fmt(result['wall_s'])} s in all.\n"
     )

@@ -14,7 +14,7 @@ from ..config import ConfigError
 from ..context import Context, setup_context
 from ..provenance import run_info
 from .inference import bench_inference
-from .machine import device_info, load_average
+from .machine import cpu_peak_entry, device_info, load_average
 from .metric import bench_metric
 from .report import plot_scaling, to_markdown, write_files
 from .scaling import bench_scaling
@@ -39,10 +39,12 @@ UNITS = {
 }
 
 
-def bench_context(device: str, amp: str = "auto") -> Context:
+def bench_context(
+    device: str, amp: str = "auto", threads: int | str | None = "auto", train: bool = False
+) -> Context:
     """:func:`fcnlib.engine.setup_context`, with an unusable device as a one-line :class:`ConfigError`."""
     try:
-        return setup_context(device, amp)
+        return setup_context(device, amp, threads, train=train)
     except (ValueError, RuntimeError) as exc:  # e.g. --device cuda without a GPU
         raise ConfigError(f"bench: {str(exc).splitlines()[0]}") from None
 
@@ -93,7 +95,8 @@ def run_bench(
     s = settings_for(ctx.device, quick, tiny)
     kind = "tiny" if tiny else "quick" if quick else "full"
     t0 = time.perf_counter()
-    info = device_info(ctx.device)
+    info = device_info(ctx.device, peak_s=0.05 if tiny else 0.3)
+    peak = info["peak_tflops"] if ctx.device.type == "cuda" else cpu_peak_entry(info)
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "run": run_info(argv),
@@ -102,9 +105,10 @@ def run_bench(
         "settings": {**asdict(s), "kind": kind},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "load_average_start": load_average(),
+        "execution": ctx.execution(),
         "units": UNITS,
     }
-    result["train"] = bench_train(s, ctx, info["peak_tflops"], quick=quick, progress=progress)
+    result["train"] = bench_train(s, ctx, peak, quick=quick, progress=progress)
     result["metric"] = bench_metric(s, ctx.device, progress=progress)
     result["inference"] = bench_inference(s, ctx.device, progress=progress)
     result["scaling"] = bench_scaling(s, ctx, progress=progress)

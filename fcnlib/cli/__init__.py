@@ -15,6 +15,10 @@ import sys
 import threading
 from pathlib import Path
 
+from ..cpu import use_passive_wait
+
+use_passive_wait()  # OMP_WAIT_POLICY=PASSIVE before the imports below load torch (OpenMP reads it once)
+
 from ..data.registry import DATASETS, downloadable
 from ..errors import FcnlibError, one_line
 from ..fileio import write_target
@@ -379,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one ``fcnlib`` command; returns the exit status (0 ok, 2 a user error, 130 interrupted by
     Ctrl-C or SIGTERM)."""
+    use_passive_wait()  # OMP_WAIT_POLICY=PASSIVE before a command first imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
