@@ -16,7 +16,7 @@ from .constants import DEFAULT_MAX_IMAGE_PIXELS, IGNORE_INDEX
 from .context import Context
 from .errors import FcnlibError
 from .losses import SegmentationLoss
-from .metrics import SegmentationMetric
+from .metrics import BoundaryMetric, SegmentationMetric
 
 __all__ = ["check_scaled_size", "eval_logits", "evaluate"]
 
@@ -91,19 +91,22 @@ def evaluate(
     progress: bool = True,
     scale: float | Sequence[float] = 1.0,
     flip: bool = False,
+    boundary: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Dataset-level metrics of ``model`` over ``loader`` (full-size images and labels).
 
     Returns the :class:`SegmentationMetric` results (``pixAcc``, ``meanAcc``, ``mIoU``, ``fwIoU``,
     per-class ``IoU``/``Acc``, ``confusion``), the mean validation ``loss`` and ``images``; with
     ``per_image`` also the seed notes' per-image means. ``scale``/``flip``: see
-    :func:`eval_logits`. Under ``torch.distributed`` every rank passes its shard and all get the
+    :func:`eval_logits`. ``boundary``: band widths; adds ``boundary`` = the
+    :class:`~fcnlib.metrics.BoundaryMetric` results per width. Under ``torch.distributed`` every rank passes its shard and all get the
     merged result.
     """
     ctx = ctx or Context(next(model.parameters()).device)
     was_training = model.training
     model.eval()
     metric = SegmentationMetric(num_classes, ignore_index, per_image=per_image, validate=False)
+    bmetric = BoundaryMetric(num_classes, boundary, ignore_index) if boundary else None
     criterion = SegmentationLoss(ignore_index=ignore_index)
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, batches, images
     bar = tqdm(
@@ -117,11 +120,17 @@ def evaluate(
             [criterion(logits, masks).double(), sums.new_ones(()), sums.new_tensor(len(images))]
         )
         metric.update(logits, masks)
+        if bmetric is not None:
+            bmetric.update(logits, masks)
     metric.all_reduce(ctx.device)
+    if bmetric is not None:
+        bmetric.all_reduce(ctx.device)
     if ctx.distributed:
         dist.all_reduce(sums)
     model.train(was_training)
     result = metric.compute()
     result["loss"] = (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")
     result["images"] = int(sums[2].item())
+    if bmetric is not None:
+        result["boundary"] = bmetric.compute()
     return result

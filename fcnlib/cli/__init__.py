@@ -94,6 +94,8 @@ def _eval_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
     if args.scale is not None and not all(0 < v < float("inf") for v in args.scale):
         raise ConfigError(f"--scale must be positive numbers, got {' '.join(map(str, args.scale))}")
+    if args.boundary is not None and not all(1 <= w <= 1024 for w in args.boundary):
+        raise ConfigError(f"--boundary widths must be 1..1024 pixels, got {args.boundary}")
 
 
 def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
@@ -102,7 +104,7 @@ def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
             None if math.isnan(v) else v
         )  # NaN (a class absent from labels and predictions) -> null
 
-    return {
+    record = {
         **run_info(args.argv),
         "checkpoint": trained.source,
         "checkpoint_sha256": trained.sha256,
@@ -127,6 +129,16 @@ def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
         "per_class_iou": {c: number(v) for c, v in zip(trained.classes, res["IoU"].tolist())},
         "confusion": res["confusion"].tolist(),
     }
+    if "boundary" in res:  # pixAcc and mIoU within w pixels of a ground-truth label boundary
+        record["metrics"]["boundary"] = {
+            str(w): {
+                "pixAcc": number(m["pixAcc"]),
+                "mIoU": number(m["mIoU"]),
+                "pixels": m["pixels"],
+            }
+            for w, m in res["boundary"].items()
+        }
+    return record
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -167,6 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         scale=scale,
         flip=flip,
+        boundary=args.boundary or (),
     )
     if res["images"] == 0 or res["mIoU"] != res["mIoU"]:
         raise FcnlibError(f"no labelled pixel in {args.data} {args.split}: nothing to evaluate")
@@ -395,6 +408,14 @@ def _add_eval(sub) -> None:
         default="auto",
         choices=["auto", "bf16", "fp16", "off"],
         help="mixed precision: auto = bf16/fp16 on a GPU, off on the CPU (default: auto)",
+    )
+    p.add_argument(
+        "--boundary",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="also pixAcc and mIoU within W pixels of a ground-truth label boundary, e.g. 2 4 8",
     )
     p.add_argument("--out", default=None, help="results JSON path (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
