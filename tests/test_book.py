@@ -133,7 +133,7 @@ def test_chapters_fit_the_page_and_use_only_public_names():
     checker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(checker)
     notebooks = sorted((ROOT / "chapters").glob("*.ipynb"))
-    assert len(notebooks) == 8
+    assert len(notebooks) == 9
     private = re.compile(r"from fcnlib[\w.]* import [^#\n]*\b_\w+|fcnlib(\.\w+)*\._\w+")
     for nb in notebooks:
         assert checker.long_lines(nb) == [], nb.name

@@ -3,6 +3,8 @@
 # results/camvid-cpu-{32s,16s,staged}*.json and the boundary figures of results/camvid-cpu.json.
 #
 #   tools/skip_comparison.sh TARGET...     TARGET: fcn8s 32s 16s 32s-seed1 16s-seed1 staged
+#   tools/skip_comparison.sh ship-32s ship-16s     export the seed-0 models as shipped weights
+#   tools/skip_comparison.sh check-32s check-16s   `fcnlib eval --weights` on the 233 frames
 #
 # Every model is evaluated exactly like the shipped FCN-8s: the 233 CamVid test frames at 0.5x
 # and 0.625x scale plus their mirror images, logits averaged at 480x360, batch 8, plus boundary
@@ -19,6 +21,13 @@
 #   fcnlib train --config configs/camvid-cpu.yaml --model fcn8s --stages "fcn32s fcn16s fcn8s" \
 #       --epochs 33 --seed 0 --out RUNS/camvid-cpu-staged-seed0 --quiet
 # (their exact command lines are in each checkpoint and so in each results file).
+#
+# ship-32s / ship-16s (after 32s / 16s, with results/camvid-cpu-{32s,16s}.json committed):
+# evaluates the first 20 test frames (the card's quick check, runs/camvid-cpu-NN-first20.json),
+# then tools/export_weights.py writes fcnlib/pretrained/camvid-cpu-NN.{pt,json}, with the card's
+# `predict` defaults and terms copied from camvid-cpu's card. check-32s / check-16s evaluate the
+# shipped weights by name on the 233 test frames (runs/camvid-cpu-NN-weights-check.json) and
+# compare the mIoU with the card's.
 #
 # Run it from a clean committed tree: every results file records the commit and `dirty`. The
 # script refuses to start a target while tracked files differ from the commit (a target that
@@ -55,7 +64,47 @@ require_clean() {
     fi
 }
 
+TRAIN_COMMIT_32s=418ccb8ff3ed84fdcf57e5f8a36927ae549e6060  # /work/runs/train-log.txt
+TRAIN_COMMIT_16s=bc47138ce558fd21c74e3b0d0ae33dc15eff84a0  # /work/runs/train-log2.txt
+
+ship() {  # 32s | 16s
+    local name=camvid-cpu-$1 commit_var=TRAIN_COMMIT_$1 ckpt
+    ckpt=$(checkpoint "$1")
+    [ -f "results/$name.json" ] || { echo "skip_comparison: results/$name.json first" >&2; exit 2; }
+    mkdir -p runs
+    run eval "$ckpt" --data camvid --data-root "$CAMVID" --split test --batch-size 4 --limit 20 \
+        --scale 0.5 0.625 --flip --quiet --out "runs/$name-first20.json" --overwrite
+    mapfile -t card < <("$PYTHON" -c 'import json,sys; c=json.load(open(sys.argv[1]))
+print(c["terms"]); p=c["predict"]; print(p["mode"]); print(p["train_size"])
+print(" ".join(map(str, p["scales"])))' fcnlib/pretrained/camvid-cpu.json)
+    # shellcheck disable=SC2086  # the scales are separate words
+    "$PYTHON" tools/export_weights.py "$ckpt" --name "$name" --results "results/$name.json" \
+        --subset-results "runs/$name-first20.json" --train-commit "${!commit_var}" \
+        --train-command "fcnlib train --config configs/camvid-cpu.yaml --model fcn${1%s}s --seed 0 --out /work/runs/$name-seed0 --quiet" \
+        --terms "${card[0]}" --predict-mode "${card[1]}" --predict-train-size "${card[2]}" \
+        --predict-scales ${card[3]} --predict-flip
+}
+
+check() {  # 32s | 16s
+    local name=camvid-cpu-$1
+    mkdir -p runs
+    run eval --weights "$name" --data camvid --data-root "$CAMVID" --split test --batch-size 8 \
+        --quiet --out "runs/$name-weights-check.json" --overwrite
+    "$PYTHON" - "$name" <<'PY'
+import json, sys
+name = sys.argv[1]
+card = json.load(open(f"fcnlib/pretrained/{name}.json"))["metrics"]["mIoU"]
+got = json.load(open(f"runs/{name}-weights-check.json"))["metrics"]["mIoU"]
+print(f"{name}: card mIoU {card:.6f}, fcnlib eval --weights {got:.6f}")
+sys.exit(0 if abs(card - got) < 1e-9 else 1)
+PY
+}
+
 for target in "$@"; do
+    case "$target" in
+        ship-32s | ship-16s) require_clean "$target"; ship "${target#ship-}"; continue ;;
+        check-32s | check-16s) check "${target#check-}"; continue ;;
+    esac
     require_clean "$target"
     if [ "$target" = fcn8s ]; then
         run eval --weights camvid-cpu "${COMMON[@]}" --split test --scale 0.5 0.625 \
