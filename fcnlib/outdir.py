@@ -75,7 +75,7 @@ class OutputFolder:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputFolderError(
-                f"cannot create output folder {self.path}: {exc.strerror or exc} (--out)"
+                f"cannot create output folder {self.path}: {exc.strerror or exc} (`out`)"
             ) from None
         self._take_lock()
         try:
@@ -110,7 +110,7 @@ class OutputFolder:
                 continue
             except OSError as exc:
                 raise OutputFolderError(
-                    f"cannot write into output folder {self.path}: {exc.strerror or exc} (--out)"
+                    f"cannot write into output folder {self.path}: {exc.strerror or exc} (`out`)"
                 ) from None
             with os.fdopen(fd, "w") as f:
                 f.write(f"{os.getpid()} {socket.gethostname()}\n")
@@ -134,7 +134,7 @@ class OutputFolder:
         if _alive(pid) and pid != os.getpid():
             raise OutputFolderError(
                 f"another fcnlib run (pid {pid}) is writing into {self.path}; wait for it "
-                "to finish or choose another --out"
+                "to finish or choose another `out`"
             )
         return False
 
@@ -153,14 +153,14 @@ class OutputFolder:
             if not self.last.is_file():
                 raise OutputFolderError(
                     f"nothing to resume: {self.last} does not exist (the run stopped before its first epoch "
-                    "was saved); start again with --overwrite"
+                    "was saved); start again with `overwrite`"
                 )
             return
         if existing and not self.overwrite:
             shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
             raise OutputFolderError(
-                f"output folder {self.path} is not empty ({shown}); continue its run with --resume, replace it "
-                "with --overwrite, or choose another --out"
+                f"output folder {self.path} is not empty ({shown}); continue its run with `resume`, replace it "
+                "with `overwrite`, or choose another `out`"
             )
         if self.overwrite:
             for name in RUN_FILES:

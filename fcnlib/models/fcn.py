@@ -8,7 +8,7 @@ builders follow torchvision's: explicit ``weights=`` (trained FCN weights with t
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,8 @@ ModelName = Literal["fcn32s", "fcn16s", "fcn8s"]
 #: Output stride of each model: how coarse its last fused score map is.
 STRIDES: dict[str, int] = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}
 MODEL_NAMES: tuple[str, ...] = tuple(STRIDES)
-HEADS: tuple[str, ...] = ("paper", "light")
-UPSAMPLES: tuple[str, ...] = ("bilinear", "deconv")
+HEADS: tuple[str, ...] = get_args(Head)  # the literals, written once in the type
+UPSAMPLES: tuple[str, ...] = get_args(Upsample)
 
 #: Inputs smaller than this (in either dimension) are padded up to it; see :class:`FCN`.
 MIN_INPUT_SIZE = 32
@@ -78,9 +78,9 @@ class FCN(nn.Module):
         super().__init__()
         if stride not in (32, 16, 8):
             raise ValueError(f"stride must be 32, 16 or 8, got {stride}")
-        if head not in ("paper", "light"):
+        if head not in HEADS:
             raise ValueError(f"head must be 'paper' or 'light', got {head!r}")
-        if upsample not in ("bilinear", "deconv"):
+        if upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be 'bilinear' or 'deconv', got {upsample!r}")
         self.stride = stride
         self.num_classes = num_classes

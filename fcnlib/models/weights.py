@@ -84,7 +84,7 @@ def get_weights(name: str | Weights) -> Weights:
     card = PRETRAINED_DIR / f"{name}.json"
     if not card.is_file():
         known = ", ".join(list_weights()) or "none"
-        raise WeightsError(f"unknown weights {name!r}; shipped weights: {known} (--weights)")
+        raise WeightsError(f"unknown weights {name!r}; shipped weights: {known} (`weights`)")
     try:
         meta = json.loads(card.read_text(encoding="utf-8"))
         missing = [k for k in _ARCH_KEYS if k not in meta["architecture"]]
