@@ -22,7 +22,7 @@ from .constants import DEFAULT_MAX_IMAGE_PIXELS, IGNORE_INDEX
 from .context import Context
 from .errors import FcnlibError
 from .losses import SegmentationLoss
-from .metrics import SegmentationMetric
+from .metrics import BoundaryMetric, SegmentationMetric
 from .settings import check_scales
 
 __all__ = [
@@ -68,6 +68,8 @@ class EvalResult:
     images: int
     pixAcc_per_image: float | None = None
     mIoU_per_image: float | None = None
+    #: ``fcnlib.metrics.BoundaryMetric`` results per band width, with ``boundary=`` only.
+    boundary: dict[int, dict[str, Any]] | None = None
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
@@ -151,16 +153,19 @@ def evaluate(
     progress: bool = True,
     scale: float | Sequence[float] = 1.0,
     flip: bool = False,
+    boundary: Sequence[int] = (),
 ) -> EvalResult:
     """Dataset-level metrics of ``model`` over ``loader`` (full-size images and labels).
 
-    ``per_image`` adds the per-image means; ``scale``/``flip``: see :func:`eval_logits`. Under
+    ``per_image`` adds the per-image means; ``scale``/``flip``: see :func:`eval_logits`;
+    ``boundary``: band widths, adds the accuracy near label boundaries per width. Under
     ``torch.distributed`` every rank passes its shard and all get the merged result.
     """
     ctx = ctx or Context(next(model.parameters()).device)
     was_training = model.training
     model.eval()
     metric = SegmentationMetric(num_classes, ignore_index, per_image=per_image, validate=False)
+    bmetric = BoundaryMetric(num_classes, boundary, ignore_index) if boundary else None
     criterion = SegmentationLoss(ignore_index=ignore_index)
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, batches, images
     bar = tqdm(
@@ -174,7 +179,11 @@ def evaluate(
             [criterion(logits, masks).double(), sums.new_ones(()), sums.new_tensor(len(images))]
         )
         metric.update(logits, masks)
+        if bmetric is not None:
+            bmetric.update(logits, masks)
     metric.all_reduce(ctx.device)
+    if bmetric is not None:
+        bmetric.all_reduce(ctx.device)
     if ctx.distributed:
         dist.all_reduce(sums)
     model.train(was_training)
@@ -182,7 +191,8 @@ def evaluate(
     loss = (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")
     names = {f.name for f in fields(EvalResult)}
     values = {k: v for k, v in result.items() if k in names}
-    return EvalResult(**values, loss=loss, images=int(sums[2].item()))
+    bands = bmetric.compute() if bmetric is not None else None
+    return EvalResult(**values, loss=loss, images=int(sums[2].item()), boundary=bands)
 
 
 def _number(v: float) -> float | None:
@@ -222,6 +232,15 @@ def results_record(
     }
     if res.pixAcc_per_image is not None:
         record["metrics_per_image"] = {"pixAcc": res.pixAcc_per_image, "mIoU": res.mIoU_per_image}
+    if res.boundary is not None:  # pixAcc and mIoU within w pixels of a ground-truth boundary
+        record["metrics"]["boundary"] = {
+            str(w): {
+                "pixAcc": _number(m["pixAcc"]),
+                "mIoU": _number(m["mIoU"]),
+                "pixels": m["pixels"],
+            }
+            for w, m in res.boundary.items()
+        }
     return record
 
 

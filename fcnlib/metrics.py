@@ -3,18 +3,24 @@
 Everything is derived from one ``(C, C)`` confusion matrix (rows = ground truth, columns =
 prediction) accumulated on the inputs' device with a single ``bincount`` per batch. Also kept, for
 the book: the seed notes' ``torch.histc`` code (``seed_*``, with its bugs) and a corrected version
-(``histc_*``).
+(``histc_*``). :class:`BoundaryMetric` keeps one matrix per band width around the ground
+truth's label boundaries (the "trimap" evaluation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .constants import IGNORE_INDEX
 
 __all__ = [
+    "BoundaryMetric",
     "SegmentationMetric",
+    "boundary_band",
     "confusion_matrix",
     "histc_intersection_union",
     "histc_pixel_accuracy",
@@ -211,6 +217,118 @@ def _image_metrics(m: Tensor) -> Tensor:
     pix = tp.sum() / total.clamp_min(1)
     miou = (tp[present] / union[present]).sum() / present.sum().clamp_min(1)
     return torch.stack([pix * has_labels, has_labels, miou * has_labels, has_labels])
+
+
+def _grow_max(x: Tensor, radius: int, target: int) -> Tensor:
+    """``x`` = maxima over squares of ``radius`` around each pixel of ``(B, 1, H, W)``, grown to
+    squares of ``target`` (clipped to the image).
+
+    Each step takes the maximum of three copies shifted by ``-d, 0, +d`` along each axis (a
+    dilated 3-tap max pool), which covers a contiguous square of radius ``radius + d`` as long as
+    ``d <= 2 * radius + 1``; so the radius roughly triples per step and a band of width 32 needs
+    four steps instead of a 65-tap window. Edge replication (not -inf padding) keeps the window
+    clipped to the image exact: a shifted centre beyond the border stands for the border pixel,
+    whose square then covers what the centre's would have inside the image.
+    """
+    while radius < target:
+        d = min(2 * radius + 1, target - radius)
+        x = F.max_pool2d(F.pad(x, (d, d, 0, 0), mode="replicate"), (1, 3), 1, dilation=(1, d))
+        x = F.max_pool2d(F.pad(x, (0, 0, d, d), mode="replicate"), (3, 1), 1, dilation=(d, 1))
+        radius += d
+    return x
+
+
+def boundary_band(
+    target: Tensor, widths: Sequence[int], ignore_index: int = IGNORE_INDEX
+) -> dict[int, Tensor]:
+    """Per band width ``w``: the labelled pixels within ``w`` pixels of a label boundary.
+
+    A pixel is in the band of width ``w`` when the ``(2w+1) x (2w+1)`` square around it (clipped
+    to the image: the image border is no boundary) holds a label other than its own, the ignore
+    label included (an edge towards unlabelled pixels is a boundary of the class); ignored pixels
+    themselves are never in a band. Equivalently: chessboard distance to the nearest pixel of
+    another label ``<= w``.
+
+    Args:
+        target: labels ``(H, W)`` or ``(B, H, W)``; padding added by batching images of different
+            sizes counts as ignore (an edge), so evaluate such data sets at batch size 1.
+        widths: band widths in pixels, each ``>= 1``.
+
+    Returns:
+        ``{w: bool tensor of target's shape}``.
+    """
+    if not widths or any(int(w) != w or w < 1 for w in widths):
+        raise ValueError(f"band widths must be integers >= 1, got {list(widths)}")
+    x = target.reshape(-1, 1, *target.shape[-2:]).float()
+    hi, lo, done, bands = x, -x, 0, {}
+    for w in sorted({int(v) for v in widths}):
+        hi, lo, done = _grow_max(hi, done, w), _grow_max(lo, done, w), w
+        band = (hi != -lo) & (x != ignore_index)
+        bands[w] = band.reshape(target.shape)
+    return bands
+
+
+class BoundaryMetric:
+    """Confusion matrices restricted to the boundary bands of the ground truth, one per width.
+
+    ``update(output, target)`` as :class:`SegmentationMetric`; ``compute()`` gives
+    ``{w: metrics_from_confusion(...) + {"pixels": labelled pixels in the band}}``. The state is
+    a ``(len(widths), C, C)`` int64 tensor, so ``merge``/``all_reduce`` keep it dataset-level
+    and exact over shards.
+    """
+
+    def __init__(self, num_classes: int, widths: Sequence[int], ignore_index: int = IGNORE_INDEX):
+        boundary_band(torch.zeros(1, 1), widths)  # validates the widths
+        self.num_classes = num_classes
+        self.widths = tuple(sorted({int(w) for w in widths}))
+        self.ignore_index = ignore_index
+        self.matrix: Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, output: Tensor, target: Tensor) -> None:
+        pred, target = _labels(output.detach()).long(), target.detach().long()
+        bands = boundary_band(target, self.widths, self.ignore_index)
+        n, c = len(self.widths), self.num_classes
+        # The bands are nested: each pixel gets the index of the narrowest band holding it (n if
+        # none), one bincount counts (band, target, prediction), and a cumulative sum over the
+        # band index turns "narrowest band k" into "inside band k".
+        level = torch.full_like(target, n)
+        for k in reversed(range(n)):
+            level = torch.where(bands[self.widths[k]], k, level)
+        index = torch.where(level < n, (level * c + target) * c + pred, n * c * c)
+        counts = torch.bincount(index.reshape(-1), minlength=n * c * c + 1)[: n * c * c]
+        m = counts.reshape(n, c, c).cumsum(0)
+        self.matrix = m if self.matrix is None else self.matrix + m
+
+    def merge(self, other: BoundaryMetric) -> None:
+        """Add another metric's state (same widths) to this one."""
+        if other.widths != self.widths:
+            raise ValueError(f"band widths differ: {self.widths} and {other.widths}")
+        if other.matrix is not None:
+            m = other.matrix
+            self.matrix = (
+                m.clone() if self.matrix is None else self.matrix + m.to(self.matrix.device)
+            )
+
+    def all_reduce(self, device: torch.device | str | None = None) -> None:
+        """Sum the matrices over all ``torch.distributed`` processes (every rank must call it)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        if self.matrix is None:
+            shape = (len(self.widths), self.num_classes, self.num_classes)
+            self.matrix = torch.zeros(shape, dtype=torch.int64, device=device or "cpu")
+        dist.all_reduce(self.matrix)
+
+    def compute(self) -> dict[int, dict[str, float | Tensor]]:
+        """Per width: ``pixAcc``, ``mIoU``, ... (see :func:`metrics_from_confusion`), ``pixels``."""
+        shape = (len(self.widths), self.num_classes, self.num_classes)
+        matrix = self.matrix if self.matrix is not None else torch.zeros(shape, dtype=torch.int64)
+        result = {}
+        for w, m in zip(self.widths, matrix):
+            result[w] = {**metrics_from_confusion(m), "pixels": int(m.sum().item())}
+        return result
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcnlib.models import PRETRAINED_DIR, WeightsError, fcn8s, get_weights, list_weights
+from fcnlib.models import PRETRAINED_DIR, WeightsError, build_model, fcn8s, get_weights, list_weights
 
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = REPO.parent / "shared" / "data" / "camvid"
@@ -23,7 +23,7 @@ def test_shipped_weights_match_their_cards():
         assert hashlib.sha256(w.file.read_bytes()).hexdigest() == w.sha256, name
         assert w.file.stat().st_size <= 8 * 2**20, name
         state = w.get_state_dict()
-        model = fcn8s(weights=name)
+        model = build_model(w.architecture["model"], weights=name)
         assert set(model.state_dict()) == set(state)
         n = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var",
                                                                         "num_batches_tracked")))

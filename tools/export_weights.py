@@ -1,7 +1,7 @@
 """Export a trained checkpoint as shipped weights with a card: fcnlib/pretrained/<name>.{pt,json}.
 
     python tools/export_weights.py CHECKPOINT --name camvid-cpu --results results/x.json \
-        [--subset-results results/x-first20.json] [--terms TEXT]
+        [--subset-results results/x-first20.json] [--train-commit SHA] [--terms TEXT]
 
 The weights file is the model's state dict only (no optimizer state), saved with torch.save;
 the card gathers the defaults of ``fcnlib predict --weights NAME``, the architecture, classes, palette, normalisation, evaluation settings and
@@ -45,11 +45,12 @@ def build_card(ckpt: dict, state_bytes: bytes, results: dict, subset: dict | Non
                        "data": results["data"], "protocol": results["protocol"], "command": results["command"],
                        "commit": results["commit"], "dirty": results["dirty"], "machine": results["machine"]},
         "metrics": {"mIoU": results["metrics"]["mIoU"], "pixAcc": results["metrics"]["pixAcc"],
-                    "meanAcc": results["metrics"]["meanAcc"], "per_class_iou": results["per_class_iou"]},
+                    "meanAcc": results["metrics"]["meanAcc"], "per_class_iou": results["per_class_iou"],
+                    **({"boundary": results["metrics"]["boundary"]} if "boundary" in results["metrics"] else {})},
         "training": {"recipe": cfg, "epochs": ckpt["epoch"], "train_seconds": ckpt.get("train_seconds"),
                      "history": ckpt.get("history", []),
                      "best_val_mIoU": ckpt.get("best_miou"), "command": args.train_command,
-                     "commit": results["commit"], "machine": results["machine"]},
+                     "commit": args.train_commit or results["commit"], "machine": results["machine"]},
         "predict": {"mode": args.predict_mode, "train_size": args.predict_train_size,
                     "scales": args.predict_scales, "flip": args.predict_flip},
         "terms": args.terms,
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", required=True, help="fcnlib eval JSON of this checkpoint")
     p.add_argument("--subset-results", default=None, help="fcnlib eval JSON on a small subset (for a quick test)")
     p.add_argument("--train-command", required=True, help="the command that trained the checkpoint")
+    p.add_argument("--train-commit", default=None, help="commit the training ran at (default: the evaluation's)")
     p.add_argument("--terms", default="")
     p.add_argument("--predict-mode", default="auto", choices=["auto", "whole", "scaled", "tiled"],
                    help="`fcnlib predict --weights NAME` defaults: mode")

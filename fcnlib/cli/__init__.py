@@ -122,6 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..trained import load_trained
 
     s = settings_from_args(args, EvalSettings).validate()
+    if args.boundary is not None and not all(1 <= w <= 1024 for w in args.boundary):
+        raise FcnlibError(f"--boundary widths must be 1..1024 pixels, got {args.boundary}")
     out = Path(args.out) if args.out else None
     if out is not None:
         _refuse_existing(out, args.overwrite)
@@ -147,6 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         scale=scale,
         flip=flip,
+        boundary=args.boundary or (),
     )
     if res.images == 0 or math.isnan(res.mIoU):
         raise FcnlibError(f"no labelled pixel in {s.data} {s.split}: nothing to evaluate")
@@ -292,6 +295,14 @@ def _add_eval(sub) -> None:
         help="shipped weights instead of a checkpoint, e.g. camvid-cpu",
     )
     add_settings_arguments(p, EvalSettings, "eval")
+    p.add_argument(
+        "--boundary",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="also pixAcc and mIoU within W pixels of a ground-truth label boundary, e.g. 2 4 8",
+    )
     p.add_argument("--out", default=None, help="results JSON path (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
