@@ -39,6 +39,7 @@ from .context import Context, setup_context
 from .errors import FcnlibError
 from .evaluation import check_scaled_size, eval_logits, evaluate
 from .fileio import atomic_write_bytes, atomic_write_text
+from .limits import check_run
 from .loaders import (
     build_datasets,
     class_weights,
@@ -451,6 +452,7 @@ def train(
     raises :class:`TrainingDiverged`; checkpoints already written stay intact and finite.
     """
     started = time.perf_counter()
+    check_run(cfg)  # threads, workers and a batch's memory against this machine
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ctx = setup_context(cfg.device, cfg.amp)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ..errors import FcnlibError, one_line
 from ..fileio import write_target
+from ..guards import guard_eval, guard_predict, guard_train
+from ..limits import check_eval_memory, check_options, out_of_memory_message
 from ..provenance import run_info  # also importable as fcnlib.cli.run_info
 
 DATASET_NAMES = ("voc", "sbd", "trainaug", "camvid", "folder", "shapes")
@@ -68,6 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..engine import train_stages
 
     cfg = config_from_args(args)
+    guard_train(cfg, args.config, args.resume)  # outputs replace no input; staged --resume
     results = train_stages(
         cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
     )
@@ -94,6 +97,7 @@ def _eval_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
     if args.scale is not None and not all(0 < v < float("inf") for v in args.scale):
         raise ConfigError(f"--scale must be positive numbers, got {' '.join(map(str, args.scale))}")
+    check_options(vars(args))  # upper bounds; workers by cores and memory
 
 
 def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
@@ -138,6 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..trained import load_trained
 
     _eval_settings(args)
+    guard_eval(args)  # --out is no file that eval reads
     out = Path(args.out) if args.out else None
     if out is not None:
         _refuse_existing(out, args.overwrite)
@@ -158,6 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else trained.eval_scale
     )
     flip = args.flip if args.flip is not None else trained.eval_flip
+    check_eval_memory(ds, args.batch_size, scale, trained.model, ctx.device)  # before allocating
     res = evaluate(
         model,
         val_loader(ds, ctx, args.batch_size, args.workers),
@@ -238,7 +244,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ):
         if not ok:
             raise ConfigError(message)
+    check_options({**vars(args), "overlap": overlap})  # upper bounds
     ctx = setup_context(args.device, "off")
+    guard_predict(images, checkpoint, args.out)  # files, a writable --out, the checkpoint kept
     names = plan_outputs(images, args.out, overwrite=args.overwrite)  # distinct, nothing replaced
     for image in images:  # missing, non-image or too large: refused before the model loads
         probe_image(image, args.max_image_pixels)
@@ -537,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (FcnlibError, OSError) as exc:
         print(f"fcnlib: error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:  # memory errors that the estimates did not foresee
+        if out_of_memory_message(exc) is None:
+            raise
+        print(f"fcnlib: error: {out_of_memory_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
