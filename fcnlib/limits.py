@@ -22,6 +22,7 @@ from .errors import FcnlibError
 
 __all__ = [
     "BOUNDS",
+    "THREAD_VARIABLES",
     "WORKERS_PER_CORE",
     "WORKER_BYTES",
     "LimitError",
@@ -29,8 +30,10 @@ __all__ = [
     "batch_bytes",
     "bound_errors",
     "check_batch_memory",
+    "check_environment",
     "check_eval_memory",
     "check_options",
+    "check_predict_memory",
     "check_run",
     "check_threads",
     "check_workers",
@@ -171,6 +174,23 @@ def check_threads(threads: int, flag: str = "--threads") -> None:
         )
 
 
+#: Environment variables that set thread pools before fcnlib can (OpenMP, MKL, OpenBLAS).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def check_environment() -> None:
+    """Refuse a thread-count environment variable above the usable cores (a huge one makes the
+    first parallel operation start that many threads), before any work."""
+    for name in THREAD_VARIABLES:
+        text = os.environ.get(name, "").strip()
+        first = text.split(",")[0].strip()  # OpenMP also takes a list per nesting level
+        if first.isdigit() and int(first) > usable_cores():
+            raise LimitError(
+                f"environment variable {name}={text[:40]} is more than the {usable_cores()} "
+                f"usable CPU core(s): lower it or unset it"
+            )
+
+
 def max_workers() -> int:
     """The most DataLoader workers this machine takes: per core and by free memory."""
     by_memory = max(0, available_memory() // WORKER_BYTES)
@@ -250,6 +270,34 @@ def check_eval_memory(
         False,
         device,
     )
+
+
+def check_predict_memory(
+    size: tuple[int, int], options: Mapping[str, Any], model: Any, device: Any
+) -> None:
+    """:func:`check_batch_memory` for predicting an image of ``size`` ``(width, height)`` with
+    ``predict``'s ``mode`` / ``train_size`` / ``tile`` / ``scales``, plus the full-size result
+    (8 bytes a pixel) and class-probability strips (8 bytes a pixel per class at most)."""
+    w, h = size
+    mode = options["mode"]
+    if mode == "auto":
+        mode = "whole" if w * h <= 1024 * 1024 else "scaled"
+    if mode == "scaled":
+        r = options["train_size"] / max(w, h)
+        pixels = max(1, round(w * r)) * max(1, round(h * r))
+    elif mode == "tiled":
+        pixels = min(options["tile"], w) * min(options["tile"], h)
+    else:
+        pixels = w * h
+    pixels *= max(options["scales"]) ** 2
+    need = batch_bytes(1, pixels, float(model.width), int(model.num_classes), False)
+    need += w * h * (8 + 8 * int(model.num_classes))
+    free = available_memory(device)
+    if need > free:
+        raise LimitError(
+            f"predicting a {w}x{h} image ({mode}) would need about {_gb(need)} of memory but "
+            f"{_gb(free)} is free: use --mode scaled or tiled, a smaller --tile or --scales"
+        )
 
 
 _OOM_MARKERS = ("can't allocate memory", "out of memory", "cannot allocate memory")

@@ -63,7 +63,9 @@ def _lock_record(pid: int) -> dict[str, object]:
     if start is not None:
         record.update(start=start, boot=boot)
     if pid == os.getpid():
-        record["command"] = " ".join(sys.argv)[:300]
+        prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        prog = "fcnlib" if prog in ("__main__.py", "fcnlib") else prog
+        record["command"] = " ".join([prog, *sys.argv[1:]])[:300]
         record["time"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return record
 

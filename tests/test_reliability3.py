@@ -485,3 +485,17 @@ def test_predict_on_a_folder_is_one_line(capsys, run32, tmp_path, monkeypatch, w
     one_line_error(capsys, ["predict", run32 / "best.pt", where, "--out", tmp_path / "p"],
                    "is a folder, not an image file")
     assert not (tmp_path / "p").exists()
+
+
+def test_thread_variables_past_the_cores_are_refused(capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", str(10**8))
+    one_line_error(capsys, ["eval", "--weights", "shapes-demo", "--limit", "1"],
+                   "OMP_NUM_THREADS=100000000 is more than the")
+
+
+def test_a_prediction_that_would_not_fit_in_memory_is_refused_before_any_output(capsys, tmp_path):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((1000, 1000, 3), np.uint8)).save(image)
+    one_line_error(capsys, ["predict", "--weights", "shapes-demo", image, "--mode", "whole", "--scales", "64",
+                            "--out", tmp_path / "p"], "predicting a 1000x1000 image (whole) would need about")
+    assert not (tmp_path / "p").exists() or not list((tmp_path / "p").iterdir())

@@ -18,7 +18,13 @@ from pathlib import Path
 from ..errors import FcnlibError, one_line
 from ..fileio import write_target
 from ..guards import guard_eval, guard_predict, guard_train
-from ..limits import check_eval_memory, check_options, out_of_memory_message
+from ..limits import (
+    check_environment,
+    check_eval_memory,
+    check_options,
+    check_predict_memory,
+    out_of_memory_message,
+)
 from ..provenance import run_info  # also importable as fcnlib.cli.run_info
 
 DATASET_NAMES = ("voc", "sbd", "trainaug", "camvid", "folder", "shapes")
@@ -253,6 +259,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     trained = load_trained(checkpoint, args.weights)
     model = trained.model.to(ctx.device)
     palette = trained.palette or palette_for_classes(trained.classes)
+    for image in images:  # before the first output: each image's step fits in memory
+        check_predict_memory(
+            probe_image(image, args.max_image_pixels), vars(args), model, ctx.device
+        )
     for image, name in zip(images, names):
         paths = predict_file(
             model,
@@ -542,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        check_environment()  # thread counts from the environment, before any thread pool starts
         return args.func(args)
     except (FcnlibError, OSError) as exc:
         print(f"fcnlib: error: {_message(exc)}", file=sys.stderr)
