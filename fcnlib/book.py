@@ -22,6 +22,7 @@ import torch
 
 from .config import TrainConfig, load_config
 from .data import DatasetError, build_dataset, download
+from .data.registry import CAMVID, SBD, SHAPES, VOC
 from .engine import train_stages
 from .trained import TrainedModel, load_trained
 
@@ -126,7 +127,7 @@ def book_recipe(mode: str, **overrides: Any) -> TrainConfig:
     with ``data_root`` from ``FCNBOOK_VOC_ROOT``; ``out`` is :func:`runs_dir`."""
     if mode not in MODES:
         raise ValueError(f"mode must be 'smoke' or 'full', got {mode!r}")
-    cfg = load_config("shapes" if mode == "smoke" else "voc-trainaug")
+    cfg = load_config(SHAPES if mode == "smoke" else "voc-trainaug")
     values = cfg.to_dict()
     if mode == "full":
         values["data_root"] = os.environ.get("FCNBOOK_VOC_ROOT", "data/voc")
@@ -154,7 +155,7 @@ def camvid_root(download_if_missing: bool | None = None) -> Path | None:
     if download_if_missing if download_if_missing is not None else on_colab():
         target = Path("data/camvid").resolve()
         try:
-            download("camvid", target)
+            download(CAMVID, target)
             return target
         except DatasetError as exc:
             print(f"CamVid download failed: {exc}")
@@ -184,11 +185,11 @@ def book_data(mode: str) -> BookData:
     if mode == "full":
         root = Path(os.environ.get("FCNBOOK_VOC_ROOT", "data/voc"))
         if on_colab() and not (root / "VOCdevkit" / "VOC2012").is_dir():
-            for name in ("voc", "sbd"):  # chapter 6 trains on trainaug = VOC train + SBD
+            for name in (VOC, SBD):  # chapter 6 trains on trainaug = VOC train + SBD
                 download(name, root)
-        return BookData("voc", root, "val")
+        return BookData(VOC, root, "val")
     root = camvid_root()
-    return BookData("camvid", root, "test") if root is not None else BookData("shapes", None, "val")
+    return BookData(CAMVID, root, "test") if root is not None else BookData(SHAPES, None, "val")
 
 
 def book_model(mode: str, data: BookData | None = None) -> TrainedModel:
@@ -196,7 +197,7 @@ def book_model(mode: str, data: BookData | None = None) -> TrainedModel:
     ``shapes-demo``), full = the model chapter 6 trained (``runs_dir('full')/fcn8s/best.pt``)."""
     data = data or book_data(mode)
     if mode == "smoke":
-        return load_trained(weights="camvid-cpu" if data.name == "camvid" else "shapes-demo")
+        return load_trained(weights="camvid-cpu" if data.name == CAMVID else "shapes-demo")
     best = runs_dir("full") / "fcn8s" / "best.pt"
     if not best.is_file():
         raise FileNotFoundError(f"{best} does not exist yet: run chapter 6 in full mode first")

@@ -14,16 +14,17 @@ import argparse
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .constants import DEFAULT_MAX_IMAGE_PIXELS
-from .errors import FcnlibError
+from .data.registry import DATASETS, SHAPES
 from .limits import bound_errors
 from .models import HEADS, MODEL_NAMES, STRIDES, UPSAMPLES
+from .settings import ConfigError, amp_setting, device_setting, setting, workers_setting
 from .yamlsafe import load_recipe_yaml
 
 __all__ = [
@@ -47,14 +48,7 @@ EXECUTION_KEYS = frozenset(
 )
 
 
-class ConfigError(FcnlibError, ValueError):
-    """A recipe file or override that cannot be used (one-line message)."""
-
-
-def _s(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+_s = setting  # a field with its help text, choices and group (fcnlib.settings)
 
 
 @dataclass
@@ -92,12 +86,7 @@ class TrainConfig:
         None, "checkpoint of a coarser model to grow from (staged training)", group="model"
     )
     # data
-    data: str = _s(
-        "shapes",
-        "data set",
-        choices=("voc", "sbd", "trainaug", "camvid", "folder", "shapes"),
-        group="data",
-    )
+    data: str = _s(SHAPES, "data set", choices=tuple(DATASETS), group="data")
     data_root: str | None = _s(None, "data set folder (not needed for shapes)", group="data")
     num_classes: int | None = _s(None, "number of classes; needed for data=folder", group="data")
     train_split: str = _s("train", "training split", group="data")
@@ -115,7 +104,7 @@ class TrainConfig:
     cache: bool = _s(False, "decode every training/validation pair into memory once", group="data")
     limit_train: int | None = _s(None, "use only the first N training images", group="data")
     limit_val: int | None = _s(None, "use only the first N validation images", group="data")
-    workers: int = _s(0, "DataLoader worker processes (0: load in the main process)", group="data")
+    workers: int = workers_setting()
     # optimisation
     optimizer: str = _s("sgd", "optimiser", choices=("sgd", "adamw"), group="optim")
     epochs: int = _s(
@@ -152,15 +141,10 @@ class TrainConfig:
     )
     class_weight_max: float = _s(10.0, "upper clamp of computed class weights, > 0", group="optim")
     # execution
-    amp: str = _s(
-        "auto",
-        "mixed precision: auto = bf16/fp16 on a GPU, off on the CPU",
-        choices=("auto", "bf16", "fp16", "off"),
-        group="run",
-    )
+    amp: str = amp_setting()
     channels_last: bool = _s(True, "NHWC memory layout for the convolutions", group="run")
     compile: bool = _s(False, "torch.compile the model", group="run")
-    device: str = _s("auto", "auto, cpu, cuda or cuda:N", group="run")
+    device: str = device_setting()
     seed: int = _s(0, "random seed (weights, order, augmentation)", group="run")
     threads: int | None = _s(None, "intra-op CPU threads (none: PyTorch's default)", group="run")
     max_minutes: float | None = _s(
@@ -375,7 +359,7 @@ def recipe_path(name_or_path: str | os.PathLike) -> Path:
         return shipped
     names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
     raise ConfigError(
-        f"recipe not found: {name_or_path} (a YAML path, or one of: {names}) (--config)"
+        f"recipe not found: {name_or_path} (a YAML path, or one of: {names}) (`config`)"
     )
 
 

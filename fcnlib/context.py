@@ -53,7 +53,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` (cuda if present, else cpu), ``cpu``, ``cuda`` or ``cuda:N``; refuses anything else."""
     match = _DEVICE.match(str(device).strip())
     if match is None or (match.group(1) != "cuda" and match.group(2)):
-        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N (--device)")
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N (`device`)")
     kind, index = match.group(1), match.group(3)
     if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,7 +61,7 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise DeviceError(
-            f"device {device!r} requested but no CUDA GPU is available (use --device cpu)"
+            f"device {device!r} requested but no CUDA GPU is available (use `device` cpu)"
         )
     if index is not None and int(index) >= torch.cuda.device_count():
         raise DeviceError(
@@ -138,7 +138,7 @@ def setup_context(device: str = "auto", amp: str = "auto") -> Context:
     GPUs, none on the CPU; ``bf16`` on a CPU uses its bf16 kernels (fast with AVX-512 BF16 or AMX).
     """
     if amp not in AMP_MODES:
-        raise DeviceError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r} (--amp)")
+        raise DeviceError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r} (`amp`)")
     world_size, rank, local_rank = _process_group_env()
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -152,6 +152,6 @@ def setup_context(device: str = "auto", amp: str = "auto") -> Context:
             ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
         )
     if amp == "fp16" and dev.type != "cuda":
-        raise DeviceError("amp fp16 needs a CUDA GPU; on the CPU use bf16 or off (--amp)")
+        raise DeviceError("amp fp16 needs a CUDA GPU; on the CPU use bf16 or off (`amp`)")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
     return Context(dev, rank, world_size, amp_dtype)

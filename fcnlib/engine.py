@@ -206,8 +206,8 @@ def _check_resume_settings(cfg: TrainConfig, recorded: dict[str, Any], path: Pat
         differ.append(f"{key} {now!r} (recorded {was!r})")
     if differ:
         raise ConfigError(
-            f"--resume continues {path} exactly, but these settings differ from its recipe: {'; '.join(differ)}. "
-            "Drop them to resume, or start a new run with --overwrite or another --out"
+            f"`resume` continues {path} exactly, but these settings differ from its recipe: {'; '.join(differ)}. "
+            "Drop them to resume, or start a new run with `overwrite` or another `out`"
         )
 
 
@@ -280,7 +280,7 @@ def train_one_epoch(
     if not labelled:
         raise FcnlibError(
             f"the training split has no labelled pixel (every mask is {IGNORE_INDEX}, the "
-            "ignore label): nothing to learn from; check the masks (--train-split, --data-root)"
+            "ignore label): nothing to learn from; check the masks (`train_split`, `data_root`)"
         )
     _check_finite(bool(finite), run, epoch, "loss", f" (by step {step})")
     return loss_sum.item() / max(1.0, float(n_total))
@@ -293,7 +293,7 @@ def _check_finite(ok: bool, run: _Run, epoch: int, what: str, where: str = "") -
     kept = f"{last} (epoch {_epoch_of(last)})" if last.is_file() else "none yet"
     raise TrainingDiverged(
         f"{run.name}: {what} became NaN/inf in epoch {epoch + 1}{where}; stopped without saving "
-        f"it; last good checkpoint: {kept} - lower --lr or use --amp off"
+        f"it; last good checkpoint: {kept} - lower `lr` or set `amp` off"
     )
 
 
@@ -325,7 +325,7 @@ def _validate(
     if int(res["confusion"].sum()) == 0:
         raise FcnlibError(
             f"the validation split has no labelled pixel (every mask is {IGNORE_INDEX}, the "
-            "ignore label): nothing to validate against; check the masks (--val-split, --data-root)"
+            "ignore label): nothing to validate against; check the masks (`val_split`, `data_root`)"
         )
     return res
 
@@ -391,7 +391,7 @@ def _run_epochs(
         val: dict[str, Any] = {"loss": None, "pixAcc": None, "mIoU": None}
         if stopped_by_budget or epoch + 1 == cfg.epochs or (epoch + 1) % cfg.val_every == 0:
             val = _validate(run, vloader, cfg, ctx, progress)
-            last = {k: v for k, v in val.items() if k != "confusion"}
+            last = {k: v for k, v in val.to_dict().items() if k != "confusion"}
             _check_finite(math.isfinite(val["loss"]), run, epoch, "the validation loss")
         _check_finite(finite_weights(run.model), run, epoch, "the weights")
         row = {
@@ -421,8 +421,8 @@ def _check_grow_from(path, cfg: TrainConfig, name: str, overwrite: bool) -> None
     inside = Path(os.path.realpath(path)).is_relative_to(os.path.realpath(cfg.out))
     if overwrite and inside:
         raise ConfigError(
-            f"--init-from {path} lies in --out {cfg.out}, which --overwrite would clear: "
-            "choose another --out"
+            f"`init_from` {path} lies in `out` {cfg.out}, which `overwrite` would clear: "
+            "choose another `out`"
         )
 
 

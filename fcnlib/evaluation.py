@@ -1,8 +1,14 @@
-"""Evaluation of a model over a data set: dataset-level metrics at the labels' full size."""
+"""Evaluation of a model over a data set: dataset-level metrics at the labels' full size
+(:func:`evaluate` -> :class:`EvalResult`), and the results file that records one evaluation
+(:func:`results_record`, :func:`read_results`; versioned by :data:`RESULTS_SCHEMA`)."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -17,15 +23,69 @@ from .context import Context
 from .errors import FcnlibError
 from .losses import SegmentationLoss
 from .metrics import SegmentationMetric
+from .settings import check_scales
 
-__all__ = ["check_scaled_size", "eval_logits", "evaluate"]
+__all__ = [
+    "RESULTS_PROTOCOL",
+    "RESULTS_SCHEMA",
+    "RESULT_METRICS",
+    "EvalResult",
+    "check_scaled_size",
+    "eval_logits",
+    "evaluate",
+    "read_results",
+    "results_record",
+]
+
+#: Version of the results file :func:`results_record` writes (files without one are version 1,
+#: which had the same sections).
+RESULTS_SCHEMA = 2
+#: The dataset-level numbers a results file records under ``metrics`` (a new one: one name here).
+RESULT_METRICS = ("pixAcc", "meanAcc", "mIoU", "fwIoU", "loss")
+RESULTS_PROTOCOL = (
+    "dataset-level confusion matrix (classes absent from ground truth and prediction excluded)"
+)
 
 
-def _scales(scale: float | Sequence[float]) -> tuple[float, ...]:
-    scales = (float(scale),) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
-    if not scales or any(not (0 < s < float("inf")) for s in scales):
-        raise ValueError(f"scales must be positive numbers, got {scale!r}")
-    return scales
+@dataclass
+class EvalResult:
+    """Dataset-level metrics of one evaluation.
+
+    ``pixAcc``, ``meanAcc``, ``mIoU``, ``fwIoU`` are floats (NaN where undefined); ``IoU`` and
+    ``Acc`` are per-class float tensors ``(C,)``; ``confusion`` the int64 ``(C, C)`` matrix (rows:
+    ground truth); ``loss`` the mean cross-entropy; ``images`` the number evaluated; the
+    ``*_per_image`` means only with ``per_image=True``. ``res["mIoU"]`` reads a field too.
+    """
+
+    pixAcc: float
+    meanAcc: float
+    mIoU: float
+    fwIoU: float
+    IoU: Tensor
+    Acc: Tensor
+    confusion: Tensor
+    loss: float
+    images: int
+    pixAcc_per_image: float | None = None
+    mIoU_per_image: float | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def keys(self) -> list[str]:
+        """The field names (the per-image ones only when computed)."""
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.keys()}
+
+
+_scales = check_scales  # one number or several -> positive finite floats (ConfigError otherwise)
 
 
 def check_scaled_size(
@@ -91,14 +151,11 @@ def evaluate(
     progress: bool = True,
     scale: float | Sequence[float] = 1.0,
     flip: bool = False,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Dataset-level metrics of ``model`` over ``loader`` (full-size images and labels).
 
-    Returns the :class:`SegmentationMetric` results (``pixAcc``, ``meanAcc``, ``mIoU``, ``fwIoU``,
-    per-class ``IoU``/``Acc``, ``confusion``), the mean validation ``loss`` and ``images``; with
-    ``per_image`` also the seed notes' per-image means. ``scale``/``flip``: see
-    :func:`eval_logits`. Under ``torch.distributed`` every rank passes its shard and all get the
-    merged result.
+    ``per_image`` adds the per-image means; ``scale``/``flip``: see :func:`eval_logits`. Under
+    ``torch.distributed`` every rank passes its shard and all get the merged result.
     """
     ctx = ctx or Context(next(model.parameters()).device)
     was_training = model.training
@@ -122,6 +179,64 @@ def evaluate(
         dist.all_reduce(sums)
     model.train(was_training)
     result = metric.compute()
-    result["loss"] = (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")
-    result["images"] = int(sums[2].item())
-    return result
+    loss = (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")
+    names = {f.name for f in fields(EvalResult)}
+    values = {k: v for k, v in result.items() if k in names}
+    return EvalResult(**values, loss=loss, images=int(sums[2].item()))
+
+
+def _number(v: float) -> float | None:
+    return None if math.isnan(v) else v  # NaN (a class absent from labels and predictions): null
+
+
+def results_record(
+    res: EvalResult,
+    classes: Sequence[str],
+    *,
+    evaluation: dict[str, Any],
+    data: dict[str, Any],
+    model: dict[str, Any],
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The results file of one evaluation (JSON-ready).
+
+    Args:
+        res: what :func:`evaluate` returned.
+        classes: the class names, in the model's order.
+        evaluation: how it ran (``scale``, ``flip``, ``device``, ``amp``).
+        data: ``name``, ``root``, ``split``; ``images`` is added from ``res``.
+        model: ``checkpoint``, ``checkpoint_sha256``, ``model``, ``trained_epochs``,
+            ``train_config``, ``train_seconds``.
+        provenance: :func:`fcnlib.provenance.run_info` (command, commit, machine).
+    """
+    record = {
+        "schema": RESULTS_SCHEMA,
+        **(provenance or {}),
+        **model,
+        "evaluation": dict(evaluation),
+        "data": {**data, "images": res.images},
+        "protocol": RESULTS_PROTOCOL,
+        "metrics": {k: _number(res[k]) for k in RESULT_METRICS},
+        "per_class_iou": {c: _number(v) for c, v in zip(classes, res.IoU.tolist())},
+        "confusion": res.confusion.tolist(),
+    }
+    if res.pixAcc_per_image is not None:
+        record["metrics_per_image"] = {"pixAcc": res.pixAcc_per_image, "mIoU": res.mIoU_per_image}
+    return record
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """A results file written by ``fcnlib eval`` (any schema up to :data:`RESULTS_SCHEMA`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise FcnlibError(f"cannot read results file {path}: {exc}") from None
+    if not isinstance(record, dict) or "metrics" not in record:
+        raise FcnlibError(f"{path} is not an fcnlib results file (no metrics)")
+    schema = record.setdefault("schema", 1)
+    if not isinstance(schema, int) or schema > RESULTS_SCHEMA:
+        raise FcnlibError(
+            f"{path} has results schema {schema!r}; this fcnlib reads up to {RESULTS_SCHEMA}"
+        )
+    return record

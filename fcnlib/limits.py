@@ -75,7 +75,6 @@ OPTION_BOUNDS: dict[str, tuple[float, float]] = {
     "workers": (0, 4096),
     "limit": (1, 2**31 - 1),
     "scale": (1 / 64, 64.0),
-    "scales": (1 / 64, 64.0),
     "train_size": (1, 65_536),
     "tile": (1, 65_536),
     "overlap": (0, 65_535),
@@ -164,7 +163,7 @@ def check_run(cfg: Any) -> None:
     )
 
 
-def check_threads(threads: int, flag: str = "--threads") -> None:
+def check_threads(threads: int, flag: str = "`threads`") -> None:
     """Refuse more intra-op threads than usable cores."""
     cores = usable_cores()
     if threads > cores:
@@ -197,7 +196,7 @@ def max_workers() -> int:
     return int(min(WORKERS_PER_CORE * usable_cores(), max(by_memory, 1)))
 
 
-def check_workers(workers: int, flag: str = "--workers") -> None:
+def check_workers(workers: int, flag: str = "`workers`") -> None:
     """Refuse more DataLoader worker processes than :func:`max_workers`."""
     limit = max_workers()
     if workers > limit:
@@ -212,11 +211,10 @@ def check_options(options: Mapping[str, Any]) -> None:
     """Refuse ``eval`` / ``predict`` options outside :data:`OPTION_BOUNDS` or the machine."""
     for name, (low, high) in OPTION_BOUNDS.items():
         value = options.get(name)
-        flag = "--" + name.replace("_", "-")
-        if value is not None and (msg := _outside(flag, value, low, high)):
+        if value is not None and (msg := _outside(f"`{name}`", value, low, high)):
             raise LimitError(msg)
     if options.get("workers") is not None:
-        check_workers(options["workers"])
+        check_workers(options["workers"], "`workers`")
 
 
 def batch_bytes(batch: int, pixels: float, width: float, num_classes: int, training: bool) -> float:
@@ -289,7 +287,7 @@ def check_predict_memory(
         pixels = min(options["tile"], w) * min(options["tile"], h)
     else:
         pixels = w * h
-    pixels *= max(options["scales"]) ** 2
+    pixels *= max(options.get("scale") or options.get("scales") or [1.0]) ** 2
     need = batch_bytes(1, pixels, float(model.width), int(model.num_classes), False)
     need += w * h * (8 + 8 * int(model.num_classes))
     free = available_memory(device)

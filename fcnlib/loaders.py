@@ -10,6 +10,7 @@ from .config import TrainConfig
 from .constants import IGNORE_INDEX
 from .context import Context
 from .data import CachedDataset, build_dataset, median_frequency_weights
+from .data.registry import dataset_info
 from .errors import FcnlibError
 from .transforms import train_transforms
 
@@ -17,10 +18,17 @@ __all__ = [
     "build_datasets",
     "class_weights",
     "dataset_attr",
+    "epoch_seed",
     "pad_collate",
     "train_loader",
     "val_loader",
 ]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` of a run seeded ``seed``: its order, augmentation and dropout
+    depend only on ``(seed, epoch)``, so a resumed run repeats an uninterrupted one."""
+    return seed * 1_000_003 + epoch
 
 
 def pad_collate(
@@ -67,12 +75,11 @@ def build_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset, D
     train_ds = build_dataset(
         cfg.data, cfg.data_root, cfg.train_split, train=True, transforms=augment, **kw
     )
-    # trainaug is a training set only (it excludes VOC val by construction): validate on VOC.
-    val_name = "voc" if cfg.data == "trainaug" else cfg.data
-    val_ds = build_dataset(val_name, cfg.data_root, cfg.val_split, train=False, **kw)
-    if (
-        cfg.data == "folder"
-    ):  # users' own data: validate every pair before spending time on training
+    info = dataset_info(cfg.data)  # a training-only set (trainaug) names the set validating it
+    val_ds = build_dataset(
+        info.validate_with or cfg.data, cfg.data_root, cfg.val_split, train=False, **kw
+    )
+    if info.check_pairs:  # users' own files: check every pair before spending time on training
         train_ds.check(progress=False)
         val_ds.check(progress=False)
     train_ds, val_ds = _limit(train_ds, cfg.limit_train), _limit(val_ds, cfg.limit_val)
@@ -113,7 +120,7 @@ def val_loader(ds: Dataset, ctx: Context, batch_size: int = 1, workers: int = 0)
 def train_loader(ds: Dataset, cfg: TrainConfig, ctx: Context, epoch: int) -> DataLoader:
     """The shuffled training loader of ``epoch``: its order and the workers' seeds depend only on
     ``(seed, epoch)``, so a resumed run sees the same batches as an uninterrupted one."""
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    g = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
     if ctx.distributed:
         from torch.utils.data.distributed import DistributedSampler
 

@@ -140,7 +140,7 @@ class OutputFolder:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputFolderError(
-                f"cannot create output folder {self.path}: {exc.strerror or exc} (--out)"
+                f"cannot create output folder {self.path}: {exc.strerror or exc} (`out`)"
             ) from None
         try:
             self._take_lock()
@@ -179,7 +179,7 @@ class OutputFolder:
                 continue
             except OSError as exc:
                 raise OutputFolderError(
-                    f"cannot write into output folder {self.path}: {exc.strerror or exc} (--out)"
+                    f"cannot write into output folder {self.path}: {exc.strerror or exc} (`out`)"
                 ) from None
             try:
                 with os.fdopen(fd, "w") as f:
@@ -187,7 +187,7 @@ class OutputFolder:
             except OSError as exc:  # a full disk: no empty lock is left behind
                 self.lock.unlink(missing_ok=True)
                 raise OutputFolderError(
-                    f"cannot write the lock {self.lock}: {exc.strerror or exc} (--out)"
+                    f"cannot write the lock {self.lock}: {exc.strerror or exc} (`out`)"
                 ) from None
             self._locked = True
             return
@@ -215,11 +215,11 @@ class OutputFolder:
             raise OutputFolderError(
                 f"another fcnlib run (pid {pid}, started {held.get('time', '?')}: "
                 f"{held.get('command', '?')}) is writing into {self.path}; wait for it to finish "
-                f"or choose another --out ({self.lock} is safe to delete only once it has ended)"
+                f"or choose another `out` ({self.lock} is safe to delete only once it has ended)"
             )
         raise OutputFolderError(
             f"another fcnlib run (pid {pid}) may be writing into {self.path}; wait for it or "
-            f"choose another --out; if pid {pid} is not an fcnlib run (a reused pid: see "
+            f"choose another `out`; if pid {pid} is not an fcnlib run (a reused pid: see "
             f"`ps -p {pid} -o args`), delete {self.lock}"
         )
 
@@ -238,14 +238,14 @@ class OutputFolder:
             if not self.last.is_file():
                 raise OutputFolderError(
                     f"nothing to resume: {self.last} does not exist (the run stopped before its first epoch "
-                    "was saved); start again with --overwrite"
+                    "was saved); start again with `overwrite`"
                 )
             return
         if existing and not self.overwrite:
             shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
             raise OutputFolderError(
-                f"output folder {self.path} is not empty ({shown}); continue its run with --resume, replace it "
-                "with --overwrite, or choose another --out"
+                f"output folder {self.path} is not empty ({shown}); continue its run with `resume`, replace it "
+                "with `overwrite`, or choose another `out`"
             )
         if self.overwrite:
             for name in RUN_FILES:

@@ -64,18 +64,18 @@ def plan_outputs(
     names = output_stems(images)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise NotADirectoryError(
-            errno.ENOTDIR, "Is a file, not a folder: give --out a folder", str(out_dir)
+            errno.ENOTDIR, "Is a file, not a folder: give `out` a folder", str(out_dir)
         )
     inputs = {os.path.realpath(p) for p in images}  # realpath: a symlink loop is not an error here
     for name in names:
         for target in output_paths(out_dir, name):
             if os.path.realpath(target) in inputs:
                 raise FileExistsError(
-                    one_line(f"{target} would replace an input image: choose another --out")
+                    one_line(f"{target} would replace an input image: choose another `out`")
                 )
             write_target(target)  # a folder or a device in the way is refused before any work
             if target.exists() and not overwrite:
-                raise FileExistsError(one_line(f"{target} exists (use --overwrite)"))
+                raise FileExistsError(one_line(f"{target} exists (use `overwrite`)"))
     return names
 
 
@@ -178,7 +178,7 @@ def predict_file(
     if not overwrite:
         for p in (mask_path, overlay_path):
             if p.exists():
-                raise FileExistsError(one_line(f"{p} exists (use --overwrite)"))
+                raise FileExistsError(one_line(f"{p} exists (use `overwrite`)"))
     num_classes = len(classes)
     if not 1 <= num_classes <= 255:
         raise ValueError(f"need 1..255 classes for a palette PNG, got {num_classes}")

@@ -13,7 +13,7 @@ training; the logits are then upsampled back to the original size (bilinearly) b
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -26,6 +26,7 @@ from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into t
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, ImageSource, load_image
+from .settings import check_predict_options
 from .tiling import FullLogits, TiledLogits, interp_index
 
 __all__ = [
@@ -80,7 +81,7 @@ def predict(
     train_size: int = 512,
     tile: int = 512,
     overlap: int | None = None,
-    scales: Sequence[float] = (1.0,),
+    scale: float | Sequence[float] = 1.0,
     flip: bool = False,
     max_pixels: int | None = None,
     device: torch.device | str | None = None,
@@ -89,6 +90,7 @@ def predict(
     progress: bool | None = None,
     strip_bytes: int = 64 * 2**20,
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    scales: Sequence[float] | None = None,
 ) -> Tensor:
     """Segment one image; returns an ``int64`` label map ``(H, W)`` on the CPU, ``H x W`` being the
     size of ``load_image(image, max_image_pixels)`` (i.e. after EXIF orientation). Images of more
@@ -132,7 +134,12 @@ def predict(
     low-resolution logits (or bands) + the model's activations at ``train_size`` / ``tile``,
     independent of ``C * H * W`` (``fcnlib bench`` measures it at 5472 x 3648).
     """
-    overlap, scales = _check_options(mode, train_size, tile, overlap, scales, strip_bytes)
+    if scales is not None:  # the former name of ``scale``
+        warnings.warn("predict(scales=) is deprecated; use scale=", DeprecationWarning, 2)
+        scale = scales
+    overlap, scales = check_predict_options(mode, train_size, tile, overlap, scale)
+    if strip_bytes < 1:
+        raise ValueError(f"strip_bytes must be positive, got {strip_bytes}")
     img = load_image(image, max_image_pixels)
     H, W = img.height, img.width
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
@@ -149,8 +156,9 @@ def predict(
         h, w = (max(1, round(v * max(scales))) for v in base)
         if h * w > max_image_pixels:
             raise ImageError(
-                f"predicting at {w} x {h} px (train_size / scales) is more than the limit of {max_image_pixels:,} "
-                "pixels; lower --train-size or --scales, or raise --max-image-pixels"
+                f"predicting at {w} x {h} px (`train_size` / `scale`) is more than the limit of "
+                f"{max_image_pixels:,} pixels; lower `train_size` or `scale`, or raise "
+                "`max_image_pixels`"
             )
     dev = _model_device(model, device)
     forward = _forward_function(model, dev)
@@ -173,30 +181,6 @@ def predict(
         if bar is not None:
             bar.close()
         model.train(was_training)
-
-
-def _check_options(
-    mode: str,
-    train_size: int,
-    tile: int,
-    overlap: int | None,
-    scales: Sequence[float],
-    strip_bytes: int,
-) -> tuple[int, tuple[float, ...]]:
-    """The checked ``(overlap, scales)`` of :func:`predict`; ``ValueError`` naming a bad argument."""
-    if mode not in ("auto", "whole", "scaled", "tiled"):
-        raise ValueError(f"mode must be 'auto', 'whole', 'scaled' or 'tiled', got {mode!r}")
-    if int(train_size) < 1 or int(tile) < 1:
-        raise ValueError(f"train_size and tile must be >= 1, got {train_size} and {tile}")
-    overlap = int(tile) // 4 if overlap is None else int(overlap)
-    if not 0 <= overlap < int(tile):
-        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
-    scales = tuple(float(s) for s in scales)
-    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
-        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
-    if strip_bytes < 1:
-        raise ValueError(f"strip_bytes must be positive, got {strip_bytes}")
-    return overlap, scales
 
 
 def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:

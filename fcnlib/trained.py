@@ -50,18 +50,18 @@ def check_parent(path: str | os.PathLike, cfg: TrainConfig, name: str | None = N
     parent_name = ckpt.get("model_name", recorded.model)
     if STRIDES[parent_name] < STRIDES[name]:
         raise ConfigError(
-            f"--init-from {path} holds an {parent_name}, finer than {name}: a model grows "
+            f"`init_from` {path} holds an {parent_name}, finer than {name}: a model grows "
             "only from a coarser or equal one (fcn32s -> fcn16s -> fcn8s)"
         )
     had, want = recorded.model_settings, cfg.model_settings
     differ = [
-        f"--{k.replace('_', '-')} {getattr(had, k)} (the recipe says {getattr(want, k)})"
+        f"`{k}` {getattr(had, k)} (the recipe says {getattr(want, k)})"
         for k in ("head", "upsample", "width", "batch_norm")
         if getattr(had, k) != getattr(want, k)
     ]
     if differ:
         raise ConfigError(
-            f"--init-from {path} was trained with {', '.join(differ)}: "
+            f"`init_from` {path} was trained with {', '.join(differ)}: "
             "give the checkpoint's model settings"
         )
 
@@ -114,7 +114,7 @@ def load_trained(
 ) -> TrainedModel:
     """Exactly one of ``checkpoint`` (written by ``fcnlib train``) or ``weights`` (a shipped name)."""
     if (checkpoint is None) == (weights is None):
-        raise FcnlibError("give a checkpoint path or --weights NAME (exactly one)")
+        raise FcnlibError("give a `checkpoint` path or `weights` NAME (exactly one)")
     if weights is not None:
         w = get_weights(weights)
         arch = w.architecture

@@ -10,6 +10,7 @@ root package ``fcnlib`` (which every module imports implicitly) is left out of t
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import fcnlib
@@ -136,3 +137,77 @@ def test_ground_modules_and_bench_boundaries():
                             if any(t == "fcnlib.bench" or t.startswith("fcnlib.bench.") for t in targets)
                             and m != "fcnlib.cli" and not m.startswith(("fcnlib.bench", "fcnlib.cli.")))
     assert core_importers == [], f"the core library imports fcnlib.bench: {core_importers}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Seams: data-set names in one module, flags only in the command line
+
+
+def _string_constants(tree: ast.AST) -> list[ast.Constant]:
+    """The string literals of ``tree`` that are not docstrings (f-string parts included)."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docstrings]
+
+
+def test_data_set_names_live_in_the_registry_only():
+    from fcnlib.data.registry import DATASETS
+
+    names = set(DATASETS)
+    assert {"voc", "camvid", "shapes", "folder"} <= names
+    offenders = {}
+    for module, path in MODULES.items():
+        if module == "fcnlib.data.registry":
+            continue
+        found = {n.value for n in _string_constants(ast.parse(path.read_text(encoding="utf-8")))} & names
+        if len(found) >= 3:
+            offenders[module] = sorted(found)
+    assert offenders == {}, f"data-set names outside fcnlib/data/registry.py: {offenders}"
+
+
+def test_the_name_check_sees_a_list_of_names():
+    tree = ast.parse('"""voc camvid shapes"""\nNAMES = ("voc", "camvid", f"{x}shapes")\n')
+    assert [n.value for n in _string_constants(tree)] == ["voc", "camvid", "shapes"]
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+_COMMAND = re.compile(r"`fcnlib [^`]*`")  # a command to run, quoted: `fcnlib download voc --root X`
+
+
+def _flags_raised(tree: ast.AST) -> list[str]:
+    """The flags named by string literals inside ``raise`` statements (commands to run excepted)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            text = "".join(n.value for n in _string_constants(node.exc))
+            found += _FLAG.findall(_COMMAND.sub("", text))
+    return found
+
+
+def test_only_the_command_line_names_flags_in_its_errors():
+    offenders = {}
+    for module, path in MODULES.items():
+        if module.startswith(("fcnlib.cli", "fcnlib.bench")):
+            continue
+        flags = _flags_raised(ast.parse(path.read_text(encoding="utf-8")))
+        if flags:
+            offenders[module] = flags
+    assert offenders == {}, f"library errors that name command-line flags: {offenders}"
+
+
+def test_the_flag_check_sees_a_flag_and_skips_a_command():
+    assert _flags_raised(ast.parse('raise E(f"lower --lr {x} or `fcnlib download voc --root d`")')) == ["--lr"]
+    assert _flags_raised(ast.parse('raise E("lower `lr`")')) == []
+
+
+def test_the_command_line_turns_parameters_into_flags():
+    from fcnlib.cli.flags import flag, to_flags
+
+    assert flag("train_size") == "--train-size" and flag("checkpoint") == "CHECKPOINT"
+    assert to_flags("lower `train_size` or `scale`; `fcnlib download voc --root d`") == (
+        "lower --train-size or --scale; `fcnlib download voc --root d`")

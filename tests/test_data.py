@@ -428,7 +428,7 @@ def test_download_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     one_line(error)
     with pytest.raises(DatasetError, match="generated on the fly"):
         download("shapes", tmp_path)
-    with pytest.raises(DatasetError, match="choose voc, sbd or camvid"):
+    with pytest.raises(DatasetError, match="choose voc, sbd, camvid"):
         download("imagenet", tmp_path)
 
 
@@ -454,7 +454,7 @@ def test_build_dataset_errors(tmp_path: Path) -> None:
         build_dataset("coco")
     with pytest.raises(DatasetError, match="needs a root"):
         build_dataset("voc")
-    with pytest.raises(DatasetError, match="needs num_classes"):
+    with pytest.raises(DatasetError, match="needs `num_classes`"):
         build_dataset("folder", tmp_path)
     with pytest.raises(DatasetError, match="has 21 classes, got num_classes=5"):
         build_dataset("voc", tmp_path, num_classes=5)
@@ -464,12 +464,12 @@ def test_build_dataset_errors(tmp_path: Path) -> None:
         build_dataset("shapes", split="holdout")
 
 
-def test_errors_name_the_cli_option(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"dataset 'camvid' needs a root folder \(--data-root\)"):
+def test_errors_name_the_python_parameter(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"dataset 'camvid' needs a root folder \(`data_root`\)"):
         build_dataset("camvid")
-    with pytest.raises(DatasetError, match=r"needs num_classes \(--num-classes\)"):
+    with pytest.raises(DatasetError, match=r"'folder' needs `num_classes`"):
         build_dataset("folder", tmp_path)
-    with pytest.raises(DatasetError, match="--data-root") as error:
+    with pytest.raises(DatasetError, match="`data_root`") as error:
         CamVid(tmp_path / "no-camvid")
     assert "fcnlib download camvid --root" in one_line(error)
 

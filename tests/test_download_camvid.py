@@ -148,7 +148,7 @@ def test_download_camvid_refuses_a_partly_filled_root(tmp_path, good_archive, fa
     root = tmp_path / "camvid"
     (root / "train").mkdir(parents=True)
     (root / "train" / "mine.png").write_bytes(b"keep me")
-    with pytest.raises(DatasetError, match=r"holds train but not a complete CamVid .*remove them or choose another --root"):
+    with pytest.raises(DatasetError, match=r"holds train but not a complete CamVid .*remove them or choose another `root`"):
         download_camvid(root)
     assert fake_github.calls == []  # refused before downloading
     assert (root / "train" / "mine.png").read_bytes() == b"keep me"

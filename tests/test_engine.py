@@ -73,7 +73,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
 def test_existing_output_is_refused_and_resume_needs_a_checkpoint(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="continue its run with --resume, replace it with --overwrite"):
+    with pytest.raises(FileExistsError, match="continue its run with `resume`, replace it with `overwrite`"):
         train(tiny(tmp_path), progress=False)
     with pytest.raises(FileExistsError, match="nothing to resume"):
         train(tiny(tmp_path), resume=True, progress=False)

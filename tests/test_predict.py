@@ -100,13 +100,13 @@ def test_tiled_without_overlap_equals_independent_tiles(model):
 
 def test_tiled_overlap_blends_and_is_independent_of_strip_size(model):
     img = smooth_image(150, 190)
-    kw = dict(mode="tiled", tile=96, overlap=32, scales=(0.6, 1.0), flip=True, return_probs=True)
+    kw = dict(mode="tiled", tile=96, overlap=32, scale=(0.6, 1.0), flip=True, return_probs=True)
     one_band = predict(model, img, strip_bytes=10**9, **kw)
     for strip in (1, 4 * N * 190 * 7):  # 1 row, 7 rows per strip: many compactions of the band
         assert torch.allclose(predict(model, img, strip_bytes=strip, **kw), one_band, atol=1e-6)
     assert torch.allclose(one_band.sum(0), torch.ones(150, 190), atol=1e-5)
     # the blend differs from plain whole-image prediction but mostly agrees
-    agree = (one_band.argmax(0) == predict(model, img, mode="whole", scales=(0.6, 1.0), flip=True)).float().mean()
+    agree = (one_band.argmax(0) == predict(model, img, mode="whole", scale=(0.6, 1.0), flip=True)).float().mean()
     assert 0.5 < agree < 1.0
 
 
@@ -142,7 +142,7 @@ def test_multiscale_averages_logits_at_original_size(model):
         resized = Image.fromarray(img).resize((round(170 * s), round(120 * s)), Image.Resampling.BILINEAR)
         logits = F.interpolate(logits_of(model, resized)[None], size=(120, 170), mode="bilinear", align_corners=False)
         expected += logits[0] / 2
-    probs = predict(model, img, mode="whole", scales=(0.5, 1.5), return_probs=True)
+    probs = predict(model, img, mode="whole", scale=(0.5, 1.5), return_probs=True)
     assert torch.allclose(probs, expected.softmax(0), atol=1e-5)
 
 
@@ -169,8 +169,8 @@ def test_argument_errors(model):
         predict(model, img, mode="fast")
     with pytest.raises(ValueError, match="overlap"):
         predict(model, img, mode="tiled", tile=64, overlap=64)
-    with pytest.raises(ValueError, match="scales"):
-        predict(model, img, scales=())
+    with pytest.raises(ValueError, match="scale"):
+        predict(model, img, scale=())
     with pytest.raises(ValueError, match="classes"):
         predict(model, img, num_classes=21)
 
@@ -363,7 +363,7 @@ def test_predict_file_refuses_to_overwrite(tmp_path, model):
     before = mask_path.read_bytes()
     with pytest.raises(FileExistsError) as info:
         predict_file(model, src, tmp_path, **kw)
-    assert "exists (use --overwrite)" in str(info.value) and "\n" not in str(info.value)
+    assert "exists (use `overwrite`)" in str(info.value) and "\n" not in str(info.value)
     assert mask_path.read_bytes() == before
     predict_file(model, src, tmp_path, overwrite=True, **kw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_mask.png", "a_overlay.png"]
@@ -418,7 +418,7 @@ def test_declared_size_is_refused_before_decoding(huge_png, model, tmp_path):
             call()
         msg = str(info.value)
         assert "\n" not in msg and msg.startswith(str(huge_png))
-        assert "12000 x 12000 px (144 MP)" in msg and "100,000,000 pixels" in msg and "--max-image-pixels" in msg
+        assert "12000 x 12000 px (144 MP)" in msg and "100,000,000 pixels" in msg and "`max_image_pixels`" in msg
     assert not (tmp_path / "out").exists()
     assert probe_image(huge_png, max_image_pixels=12000 * 12000) == (12000, 12000)
 
@@ -477,7 +477,7 @@ def test_plan_outputs_refuses_existing_files_and_inputs(tmp_path):
 
     (tmp_path / "x_mask.png").write_bytes(b"old")
     assert plan_outputs(["a/x.jpg", "b/y.jpg"], tmp_path / "new") == ["x", "y"]
-    with pytest.raises(FileExistsError, match=r"x_mask.png exists \(use --overwrite\)"):
+    with pytest.raises(FileExistsError, match=r"x_mask.png exists \(use `overwrite`\)"):
         plan_outputs(["a/x.jpg"], tmp_path)
     assert plan_outputs(["a/x.jpg"], tmp_path, overwrite=True) == ["x"]
     with pytest.raises(FileExistsError, match="would replace an input image"):
@@ -533,7 +533,7 @@ def test_predict_file_overlay_has_a_legend_of_the_classes_present(tmp_path, mode
 def test_train_size_and_scales_cannot_blow_an_image_past_the_limit(model):
     img = smooth_image(30, 40)
     with pytest.raises(ImageError, match=r"predicting at 400 x 300 px .* limit of 100,000 pixels"):
-        predict(model, img, mode="whole", scales=(1.0, 10.0), max_image_pixels=100_000)
+        predict(model, img, mode="whole", scale=(1.0, 10.0), max_image_pixels=100_000)
     with pytest.raises(ImageError, match=r"predicting at 4000 x 3000 px"):
         predict(model, img, mode="scaled", train_size=4000, max_image_pixels=10**6)
-    assert predict(model, img, mode="whole", scales=(0.5, 2.0), max_image_pixels=4800).shape == (30, 40)
+    assert predict(model, img, mode="whole", scale=(0.5, 2.0), max_image_pixels=4800).shape == (30, 40)

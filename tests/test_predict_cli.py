@@ -50,10 +50,10 @@ BAD_OPTIONS = [
     (["--tile", "64", "--overlap", "64"], "--overlap must lie in 0..63"),
     (["--tile", "64", "--overlap", "100"], "got 100"),
     (["--overlap", "-1"], "--overlap must lie in 0..511"),
-    (["--scales", "0"], "--scales must be positive finite numbers, got 0.0"),
-    (["--scales", "nan"], "--scales must be positive finite numbers, got nan"),
-    (["--scales", "inf"], "--scales must be positive finite numbers, got inf"),
-    (["--scales", "1", "-0.5"], "--scales must be positive finite numbers, got 1.0 -0.5"),
+    (["--scale", "0"], "--scale must be positive finite numbers, got 0.0"),
+    (["--scale", "nan"], "--scale must be positive finite numbers, got nan"),
+    (["--scales", "inf"], "--scale must be positive finite numbers, got inf"),
+    (["--scale", "1", "-0.5"], "--scale must be positive finite numbers, got 1.0 -0.5"),
     (["--train-size", "0"], "--train-size must be >= 1, got 0"),
     (["--train-size", "-3"], "--train-size must be >= 1"),
     (["--max-image-pixels", "0"], "--max-image-pixels must be >= 1, got 0"),
@@ -135,6 +135,6 @@ def test_unreadable_second_image_is_refused_before_any_output(capsys, tmp_path, 
 def test_scales_that_blow_the_image_up_are_refused(capsys, tmp_path, checkpoint):
     image = photo(tmp_path / "small.png", 20, 20)
     code, _, err = run(capsys, "predict", checkpoint, image, "--out", tmp_path / "o", "--mode", "whole",
-                       "--scales", "1", "10", "--max-image-pixels", 10_000)
-    assert_one_line_error(code, err, "predicting at 200 x 200 px", "--scales", "--max-image-pixels")
+                       "--scale", "1", "10", "--max-image-pixels", 10_000)
+    assert_one_line_error(code, err, "predicting at 200 x 200 px", "--scale", "--max-image-pixels")
     assert not (tmp_path / "o").exists()

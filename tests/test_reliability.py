@@ -177,7 +177,7 @@ def test_second_run_into_a_busy_folder_is_refused_at_start(tmp_path):
         assert second.returncode == 2
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"fcnlib: error: another fcnlib run (pid {first.pid}, started ")
-        assert lines[0].endswith(f"is writing into {out}; wait for it to finish or choose another --out "
+        assert lines[0].endswith(f"is writing into {out}; wait for it to finish or choose another `out` "
                                  f"({out / LOCK_NAME} is safe to delete only once it has ended)")
         assert "fcnlib train" in lines[0]  # the holder's command
     finally:
@@ -226,10 +226,10 @@ def test_leftover_temporaries_are_removed_and_files_get_normal_permissions(tmp_p
 def test_interrupted_first_epoch_says_what_to_do(tmp_path):
     cfg = tiny(tmp_path, epochs=2, limit_train=32, batch_size=8)
     assert train(cfg, progress=False, max_steps=2) == {"interrupted_at_step": 2}
-    with pytest.raises(OutputFolderError, match=r"stopped before its first epoch was saved\); start again with --overwrite"):
+    with pytest.raises(OutputFolderError, match=r"stopped before its first epoch was saved\); start again with `overwrite`"):
         train(cfg, resume=True, progress=False)
     (tmp_path / "run" / "notes.txt").write_text("x")
-    with pytest.raises(OutputFolderError, match="continue its run with --resume, replace it with --overwrite"):
+    with pytest.raises(OutputFolderError, match="continue its run with `resume`, replace it with `overwrite`"):
         train(cfg, progress=False)
 
 
@@ -321,9 +321,9 @@ BAD_EVAL = [  # (extra arguments, words of the message)
     (["--limit", "-1"], "--limit must be >= 1"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
     (["--workers", "-1"], "--workers must be >= 0"),
-    (["--scale", "0"], "--scale must be positive numbers"),
-    (["--scale", "0.5", "inf"], "--scale must be positive numbers"),
-    (["--scale", "nan"], "--scale must be positive numbers"),
+    (["--scale", "0"], "--scale must be positive finite numbers"),
+    (["--scale", "0.5", "inf"], "--scale must be positive finite numbers"),
+    (["--scale", "nan"], "--scale must be positive finite numbers"),
     (["--device", "foo"], "unknown device 'foo'"),
     (["--data", "camvid"], "--data-root"),
     (["--weights", "nope"], "unknown weights 'nope'"),

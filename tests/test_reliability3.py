@@ -179,7 +179,7 @@ BAD_NUMBERS = [  # (command flags, words)
     (["eval", "--weights", "shapes-demo", "--scale", "1e308"], "--scale must be in"),
     (["predict", "--weights", "shapes-demo", "x.png", "--train-size", str(10**32)], "--train-size must be in"),
     (["predict", "--weights", "shapes-demo", "x.png", "--tile", str(10**32)], "--tile must be in"),
-    (["predict", "--weights", "shapes-demo", "x.png", "--scales", "1e308"], "--scales must be in"),
+    (["predict", "--weights", "shapes-demo", "x.png", "--scale", "1e308"], "--scale must be in"),
     (["predict", "--weights", "shapes-demo", "x.png", "--max-image-pixels", str(10**32)],
      "--max-image-pixels must be in"),
 ]
@@ -496,6 +496,6 @@ def test_thread_variables_past_the_cores_are_refused(capsys, monkeypatch):
 def test_a_prediction_that_would_not_fit_in_memory_is_refused_before_any_output(capsys, tmp_path):
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((1000, 1000, 3), np.uint8)).save(image)
-    one_line_error(capsys, ["predict", "--weights", "shapes-demo", image, "--mode", "whole", "--scales", "64",
+    one_line_error(capsys, ["predict", "--weights", "shapes-demo", image, "--mode", "whole", "--scale", "64",
                             "--out", tmp_path / "p"], "predicting a 1000x1000 image (whole) would need about")
     assert not (tmp_path / "p").exists() or not list((tmp_path / "p").iterdir())

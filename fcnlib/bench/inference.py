@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
 from ..predict import predict
-from .inputs import make_model, random_photo
+from .inputs import profile_model, random_photo
 from .memory import PeakMemory
 from .settings import GPU_MEMORY_GOAL_BYTES, IMAGES, BenchSettings
 from .timing import free, is_oom, summary, sync
@@ -100,7 +100,7 @@ def bench_inference(
 ) -> dict[str, Any]:
     """Latency (s) and peak memory (bytes) of FCN-8s prediction per image size and mode."""
     torch.manual_seed(2)
-    model = make_model(s).to(device).eval()
+    model = profile_model(s).to(device).eval()
     rows = []
     bar = tqdm(
         total=len(s.infer_images) * len(MODES), desc="inference", leave=False, disable=not progress

@@ -10,10 +10,10 @@ from ..constants import IGNORE_INDEX
 from ..models import FCN, fcn8s
 from .settings import BenchSettings
 
-__all__ = ["make_model", "random_batch", "random_logits", "random_masks", "random_photo"]
+__all__ = ["profile_model", "random_batch", "random_logits", "random_masks", "random_photo"]
 
 
-def make_model(s: BenchSettings) -> FCN:
+def profile_model(s: BenchSettings) -> FCN:
     """The FCN-8s of profile ``s`` (random initialisation)."""
     return fcn8s(s.num_classes, head=s.head, width=s.width, batch_norm=s.batch_norm)
 

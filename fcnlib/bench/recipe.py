@@ -38,7 +38,7 @@ from ..config import ConfigError, TrainConfig, load_config
 from ..context import Context
 from ..engine import build_run, train_one_epoch, train_step
 from ..evaluation import evaluate
-from ..loaders import build_datasets, train_loader, val_loader
+from ..loaders import build_datasets, epoch_seed, train_loader, val_loader
 from ..outdir import OutputFolder
 from ..provenance import run_info
 from .machine import device_info, load_average
@@ -52,9 +52,7 @@ RECIPE_SCHEMA = "fcnlib-bench-recipe/1"
 
 
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> None:
-    torch.manual_seed(
-        cfg.seed * 1_000_003 + epoch
-    )  # as train(): augmentation depends on (seed, epoch)
+    torch.manual_seed(epoch_seed(cfg.seed, epoch))  # as train(): augmentation per (seed, epoch)
 
 
 def _data_pass(

@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm  # plain bars: tqdm.auto would save ipywidgets bars into the book's pages
 
 from ..context import Context
-from .inputs import make_model, random_batch
+from .inputs import profile_model, random_batch
 from .settings import BenchSettings
 from .timing import free, is_oom, time_interleaved
 from .train import FcnlibLoop
@@ -46,7 +46,7 @@ def bench_scaling(s: BenchSettings, ctx: Context, progress: bool = True) -> dict
     """fcnlib training throughput against batch size (fixed crop) and crop size (fixed batch)."""
     torch.manual_seed(3)
     images, masks = random_batch(1, s.scale_batch_size, s.num_classes, ctx.device)
-    loop = FcnlibLoop(make_model(s).to(ctx.device), images, masks, ctx, s.num_classes)
+    loop = FcnlibLoop(profile_model(s).to(ctx.device), images, masks, ctx, s.num_classes)
     bar = tqdm(
         total=len(s.scale_batches) + len(s.scale_sizes),
         desc="scaling",

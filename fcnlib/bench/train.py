@@ -22,7 +22,7 @@ from ..metrics import SegmentationMetric
 from ..models import FCN
 from ..optim import make_optimizer
 from .baselines import SeedLoop
-from .inputs import make_model, random_batch
+from .inputs import profile_model, random_batch
 from .settings import GOALS, LR, BenchSettings
 from .timing import free, summary, sync, time_interleaved
 
@@ -161,7 +161,7 @@ def bench_train(
     """Training throughput of the seed-style and fcnlib loops (and compiled), FLOPs and utilisation."""
     device = ctx.device
     torch.manual_seed(0)
-    base = make_model(s).to(device)
+    base = profile_model(s).to(device)
     images, masks = random_batch(s.train_batch, s.train_size, s.num_classes, device)
     flops = count_train_flops(base, images, masks)
     loops: dict[str, Any] = {

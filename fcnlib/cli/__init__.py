@@ -7,6 +7,7 @@ diverging loss) print one line, ``fcnlib: error: ...``, and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..data.registry import DATASETS, downloadable
 from ..errors import FcnlibError, one_line
 from ..fileio import write_target
 from ..guards import guard_eval, guard_predict, guard_train
@@ -26,8 +28,10 @@ from ..limits import (
     out_of_memory_message,
 )
 from ..provenance import run_info  # also importable as fcnlib.cli.run_info
+from ..settings import EvalSettings, PredictSettings
+from .flags import add_settings_arguments, settings_from_args, to_flags
 
-DATASET_NAMES = ("voc", "sbd", "trainaug", "camvid", "folder", "shapes")
+DATASET_NAMES = tuple(DATASETS)  # the earlier name of the registry's keys
 
 __all__ = ["main", "run_info"]
 
@@ -92,107 +96,78 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_settings(args: argparse.Namespace) -> None:
-    from ..config import ConfigError
+def _eval_record(args, settings, trained, res, scale, flip: bool, ctx) -> dict:
+    """The results file of ``fcnlib eval`` (the schema: :func:`fcnlib.evaluation.results_record`)."""
+    from ..evaluation import results_record
 
-    for name in ("limit", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.workers < 0:
-        raise ConfigError(f"--workers must be >= 0, got {args.workers}")
-    if args.scale is not None and not all(0 < v < float("inf") for v in args.scale):
-        raise ConfigError(f"--scale must be positive numbers, got {' '.join(map(str, args.scale))}")
-    check_options(vars(args))  # upper bounds; workers by cores and memory
-
-
-def _eval_record(args, trained, res, scale: float, flip: bool, ctx) -> dict:
-    def number(v: float) -> float | None:
-        return (
-            None if math.isnan(v) else v
-        )  # NaN (a class absent from labels and predictions) -> null
-
-    return {
-        **run_info(args.argv),
-        "checkpoint": trained.source,
-        "checkpoint_sha256": trained.sha256,
-        "model": trained.record.get("model"),
-        "trained_epochs": trained.record.get("trained_epochs"),
-        "train_config": trained.record.get("train_config"),
-        "train_seconds": trained.record.get("train_seconds"),
-        "evaluation": {
-            "scale": scale,
-            "flip": flip,
-            "device": str(ctx.device),
-            "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off",
+    amp = str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off"
+    return results_record(
+        res,
+        trained.classes,
+        evaluation={"scale": scale, "flip": flip, "device": str(ctx.device), "amp": amp},
+        data={"name": settings.data, "root": settings.data_root, "split": settings.split},
+        model={
+            "checkpoint": trained.source,
+            "checkpoint_sha256": trained.sha256,
+            "model": trained.record.get("model"),
+            "trained_epochs": trained.record.get("trained_epochs"),
+            "train_config": trained.record.get("train_config"),
+            "train_seconds": trained.record.get("train_seconds"),
         },
-        "data": {
-            "name": args.data,
-            "root": args.data_root,
-            "split": args.split,
-            "images": res["images"],
-        },
-        "protocol": "dataset-level confusion matrix (classes absent from ground truth and prediction excluded)",
-        "metrics": {k: number(res[k]) for k in ("pixAcc", "meanAcc", "mIoU", "fwIoU", "loss")},
-        "per_class_iou": {c: number(v) for c, v in zip(trained.classes, res["IoU"].tolist())},
-        "confusion": res["confusion"].tolist(),
-    }
+        provenance=run_info(args.argv),
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from ..context import setup_context
     from ..data import build_dataset
-    from ..engine import evaluate, setup_context, val_loader
+    from ..data.registry import dataset_info
+    from ..evaluation import evaluate
     from ..fileio import atomic_write_text
+    from ..loaders import val_loader
     from ..trained import load_trained
 
-    _eval_settings(args)
+    s = settings_from_args(args, EvalSettings).validate()
+    check_options(dataclasses.asdict(s))  # upper bounds; workers by cores and memory
     guard_eval(args)  # --out is no file that eval reads
     out = Path(args.out) if args.out else None
     if out is not None:
         _refuse_existing(out, args.overwrite)
     trained = load_trained(args.checkpoint, args.weights)
-    num_classes = trained.num_classes if args.data in ("folder", "shapes") else None
-    ds = build_dataset(args.data, args.data_root, args.split, train=False, num_classes=num_classes)
+    num_classes = trained.num_classes if dataset_info(s.data).classes_settable else None
+    ds = build_dataset(s.data, s.data_root, s.split, train=False, num_classes=num_classes)
     if ds.num_classes != trained.num_classes:
         raise FcnlibError(
-            f"{trained.source} has {trained.num_classes} classes but {args.data} has {ds.num_classes}"
+            f"{trained.source} has {trained.num_classes} classes but {s.data} has {ds.num_classes}"
         )
-    ctx = setup_context(args.device, args.amp)
+    ctx = setup_context(s.device, s.amp)
     model = trained.model.to(ctx.device)
-    if args.limit:
-        ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
-    scale = (
-        (args.scale[0] if len(args.scale) == 1 else list(args.scale))
-        if args.scale
-        else trained.eval_scale
-    )
-    flip = args.flip if args.flip is not None else trained.eval_flip
-    check_eval_memory(ds, args.batch_size, scale, trained.model, ctx.device)  # before allocating
+    if s.limit:
+        ds = torch.utils.data.Subset(ds, range(min(s.limit, len(ds))))
+    scale = (s.scale[0] if len(s.scale) == 1 else list(s.scale)) if s.scale else trained.eval_scale
+    flip = s.flip if s.flip is not None else trained.eval_flip
+    check_eval_memory(ds, s.batch_size, scale, trained.model, ctx.device)  # before allocating
     res = evaluate(
         model,
-        val_loader(ds, ctx, args.batch_size, args.workers),
+        val_loader(ds, ctx, s.batch_size, s.workers),
         trained.num_classes,
         ctx,
-        per_image=args.per_image,
+        per_image=s.per_image,
         progress=not args.quiet,
         scale=scale,
         flip=flip,
     )
-    if res["images"] == 0 or res["mIoU"] != res["mIoU"]:
-        raise FcnlibError(f"no labelled pixel in {args.data} {args.split}: nothing to evaluate")
-    record = _eval_record(args, trained, res, scale, flip, ctx)
-    if args.per_image:
-        record["metrics_per_image"] = {
-            "pixAcc": res["pixAcc_per_image"],
-            "mIoU": res["mIoU_per_image"],
-        }
+    if res.images == 0 or math.isnan(res.mIoU):
+        raise FcnlibError(f"no labelled pixel in {s.data} {s.split}: nothing to evaluate")
+    record = _eval_record(args, s, trained, res, scale, flip, ctx)
     if out is not None:  # written before anything is printed: a closed stdout cannot lose it
         atomic_write_text(json.dumps(record, indent=2) + "\n", out)
     print(
-        f"{args.split}: pixAcc {res['pixAcc']:.4f}  mIoU {res['mIoU']:.4f}  meanAcc {res['meanAcc']:.4f}  "
-        f"fwIoU {res['fwIoU']:.4f}  ({res['images']} images, scale {scale}{', flipped' if flip else ''})"
+        f"{s.split}: pixAcc {res.pixAcc:.4f}  mIoU {res.mIoU:.4f}  "
+        f"meanAcc {res.meanAcc:.4f}  fwIoU {res.fwIoU:.4f}  "
+        f"({res.images} images, scale {scale}{', flipped' if flip else ''})"
     )
     for c, v in record["per_class_iou"].items():
         print(f"  {c:>14s}: {'  n/a' if v is None else f'{v:.4f}'}")
@@ -201,22 +176,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_settings(args: argparse.Namespace, card: dict) -> None:
-    """Fill the options not given from the weights' card (``card``) or the defaults."""
-    defaults = {"mode": "auto", "train_size": 512, "scales": [1.0], "flip": False, **card}
-    for key, value in defaults.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    import math
-
-    from ..config import ConfigError
+    from ..context import setup_context
     from ..data.classes import palette_for_classes
     from ..data.images import probe_image
-    from ..engine import setup_context
     from ..outputs import plan_outputs, predict_file
+    from ..settings import ConfigError
     from ..trained import load_trained
 
     checkpoint, images = (None, args.inputs) if args.weights else (args.inputs[0], args.inputs[1:])
@@ -229,39 +194,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from ..models import get_weights
 
         card = dict(get_weights(args.weights).meta.get("predict") or {})
-    _predict_settings(args, card)
-    overlap = args.tile // 4 if args.overlap is None else args.overlap
-    scales = " ".join(str(s) for s in args.scales)
-    for ok, message in (
-        (args.train_size >= 1, f"--train-size must be >= 1, got {args.train_size}"),
-        (args.tile >= 1, f"--tile must be >= 1, got {args.tile}"),
-        (
-            0 <= overlap < args.tile,
-            f"--overlap must lie in 0..{args.tile - 1} (below --tile {args.tile}), got {overlap}",
-        ),
-        (
-            all(0 < s < math.inf for s in args.scales),
-            f"--scales must be positive finite numbers, got {scales}",
-        ),
-        (
-            args.max_image_pixels >= 1,
-            f"--max-image-pixels must be >= 1, got {args.max_image_pixels}",
-        ),
-    ):
-        if not ok:
-            raise ConfigError(message)
-    check_options({**vars(args), "overlap": overlap})  # upper bounds
-    ctx = setup_context(args.device, "off")
+    s = settings_from_args(args, PredictSettings).resolved(card)
+    check_options(dataclasses.asdict(s))  # upper bounds
+    ctx = setup_context(s.device, "off")
     guard_predict(images, checkpoint, args.out)  # files, a writable --out, the checkpoint kept
     names = plan_outputs(images, args.out, overwrite=args.overwrite)  # distinct, nothing replaced
     for image in images:  # missing, non-image or too large: refused before the model loads
-        probe_image(image, args.max_image_pixels)
+        probe_image(image, s.max_image_pixels)
     trained = load_trained(checkpoint, args.weights)
     model = trained.model.to(ctx.device)
     palette = trained.palette or palette_for_classes(trained.classes)
     for image in images:  # before the first output: each image's step fits in memory
         check_predict_memory(
-            probe_image(image, args.max_image_pixels), vars(args), model, ctx.device
+            probe_image(image, s.max_image_pixels), dataclasses.asdict(s), model, ctx.device
         )
     for image, name in zip(images, names):
         paths = predict_file(
@@ -272,14 +217,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             palette=palette,
             overwrite=args.overwrite,
             name=name,
-            max_image_pixels=args.max_image_pixels,
-            mode=args.mode,
-            train_size=args.train_size,
-            tile=args.tile,
-            overlap=overlap,
-            scales=tuple(args.scales),
-            flip=args.flip,
             device=ctx.device,
+            **s.predict_kwargs(),
         )
         print(f"{image}: " + ", ".join(str(p) for p in paths))
     return 0
@@ -321,17 +260,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _add_download(sub) -> None:
     p = sub.add_parser(
         "download",
-        help="fetch a data set into a folder: voc, sbd or camvid",
+        help=f"fetch a data set into a folder: {', '.join(downloadable())}",
         description="Download a data set into --root, then pass that folder to train/eval as --data-root.",
     )
     p.add_argument(
         "name",
-        choices=["voc", "sbd", "camvid"],
+        choices=downloadable(),
         metavar="NAME",
-        help="voc: PASCAL VOC 2012 trainval with segmentation masks (about 2 GB, checksummed); "
-        "sbd: Semantic Boundaries Dataset, 11,355 more VOC images with masks (about 1.4 GB, checksummed; needs scipy); "
-        "camvid: CamVid, 11 classes, 701 frames of 480x360, from the SegNet tutorial's repository "
-        "(367/101/233 train/val/test pairs, checked after the download; research and personal use only)",
+        help="; ".join(f"{name}: {DATASETS[name].download}" for name in downloadable()),
     )
     p.add_argument("--root", required=True, help="folder to download into (created if missing)")
     p.set_defaults(func=cmd_download)
@@ -372,48 +308,7 @@ def _add_eval(sub) -> None:
         metavar="NAME",
         help="shipped weights instead of a checkpoint, e.g. camvid-cpu",
     )
-    p.add_argument(
-        "--data", default="shapes", choices=DATASET_NAMES, help="data set (default: shapes)"
-    )
-    p.add_argument("--data-root", default=None, help="data set folder (not needed for shapes)")
-    p.add_argument(
-        "--split", default="val", help="split to evaluate, e.g. val or test (default: val)"
-    )
-    p.add_argument(
-        "--per-image", action="store_true", help="also report the seed notes' per-image means"
-    )
-    p.add_argument("--batch-size", type=int, default=1, help="images per batch, >= 1 (default: 1)")
-    p.add_argument(
-        "--workers", type=int, default=0, help="DataLoader worker processes, >= 0 (default: 0)"
-    )
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="evaluate only the first N images, N >= 1 (default: all)",
-    )
-    p.add_argument(
-        "--scale",
-        type=float,
-        nargs="+",
-        default=None,
-        metavar="S",
-        help="input scale(s) for the model, logits upsampled to full size and averaged over scales "
-        "(default: the recipe's eval_scale or the card's scales)",
-    )
-    p.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="average the mirrored image's logits (default: the recipe's or card's eval_flip)",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument(
-        "--amp",
-        default="auto",
-        choices=["auto", "bf16", "fp16", "off"],
-        help="mixed precision: auto = bf16/fp16 on a GPU, off on the CPU (default: auto)",
-    )
+    add_settings_arguments(p, EvalSettings, "eval")
     p.add_argument("--out", default=None, help="results JSON path (default: print only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -441,53 +336,10 @@ def _add_predict(sub) -> None:
         default=None,
         metavar="NAME",
         help="shipped weights instead of a checkpoint, e.g. camvid-cpu; --mode, --train-size, "
-        "--scales and --flip then default to its card's settings",
+        "--scale and --flip then default to its card's settings",
     )
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
-    p.add_argument(
-        "--mode",
-        default=None,
-        choices=["auto", "whole", "scaled", "tiled"],
-        help="auto = whole up to 1 MP, else scaled (default: auto, or the card's)",
-    )
-    p.add_argument(
-        "--train-size",
-        type=int,
-        default=None,
-        help="longer side used by --mode scaled, px, >= 1: the training scale (default: 512, VOC's "
-        "image size, or the card's)",
-    )
-    p.add_argument(
-        "--tile", type=int, default=512, help="window size of --mode tiled, px, >= 1 (default: 512)"
-    )
-    p.add_argument(
-        "--overlap",
-        type=int,
-        default=None,
-        help="overlap of neighbouring tiles, px, 0 <= overlap < tile (default: tile/4)",
-    )
-    p.add_argument(
-        "--scales",
-        type=float,
-        nargs="+",
-        default=None,
-        help="multi-scale factors, positive, e.g. 0.75 1 1.25; logits averaged (default: 1, or the card's)",
-    )
-    p.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also average the horizontally flipped prediction (default: no, or the card's)",
-    )
-    p.add_argument(
-        "--max-image-pixels",
-        type=int,
-        default=100_000_000,
-        metavar="N",
-        help="refuse images of more than N pixels, judged from the file header before decoding "
-        "(default: 100000000, about 100 MP; predicting takes about 50 bytes per pixel)",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    add_settings_arguments(p, PredictSettings, "predict")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_predict)
 
@@ -555,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         check_environment()  # thread counts from the environment, before any thread pool starts
         return args.func(args)
     except (FcnlibError, OSError) as exc:
-        print(f"fcnlib: error: {_message(exc)}", file=sys.stderr)
+        print(f"fcnlib: error: {to_flags(_message(exc))}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as exc:  # memory errors that the estimates did not foresee
         if out_of_memory_message(exc) is None:

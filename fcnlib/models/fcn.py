@@ -8,7 +8,7 @@ builders follow torchvision's: explicit ``weights=`` (trained FCN weights with t
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +44,8 @@ ModelName = Literal["fcn32s", "fcn16s", "fcn8s"]
 #: Output stride of each model: how coarse its last fused score map is.
 STRIDES: dict[str, int] = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}
 MODEL_NAMES: tuple[str, ...] = tuple(STRIDES)
-HEADS: tuple[str, ...] = ("paper", "light")
-UPSAMPLES: tuple[str, ...] = ("bilinear", "deconv")
+HEADS: tuple[str, ...] = get_args(Head)  # the literals, written once in the type
+UPSAMPLES: tuple[str, ...] = get_args(Upsample)
 
 #: Inputs smaller than this (in either dimension) are padded up to it; see :class:`FCN`.
 MIN_INPUT_SIZE = 32

@@ -10,7 +10,7 @@ from .vgg import scaled
 
 __all__ = ["FCNHead", "PaperHead", "Upsample", "Upsampler", "bilinear_kernel"]
 
-from typing import Literal
+from typing import Literal, get_args
 
 Upsample = Literal["bilinear", "deconv"]
 
@@ -85,7 +85,7 @@ class Upsampler(nn.Module):
         self, channels: int, factor: int, mode: Upsample = "bilinear", learnable: bool = True
     ) -> None:
         super().__init__()
-        if mode not in ("bilinear", "deconv"):
+        if mode not in get_args(Upsample):
             raise ValueError(f"upsample must be 'bilinear' or 'deconv', got {mode!r}")
         self.mode = mode
         self.factor = factor

@@ -152,7 +152,7 @@ def load_vgg16_state_dict(
             raise BackboneWeightsError(
                 f"cannot download the ImageNet VGG16 weights from {enum.url} ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); download that file elsewhere and pass "
-                "its path as --weights-backbone, or train from scratch (--weights-backbone none)"
+                "its path as `weights_backbone`, or train from scratch (`weights_backbone` none)"
             ) from None
     path = os.fspath(weights)
     if not os.path.isfile(path):

@@ -102,7 +102,7 @@ def get_weights(name: str | Weights) -> Weights:
         return name
     if not isinstance(name, str) or name not in list_weights():
         known = ", ".join(list_weights()) or "none"
-        raise WeightsError(f"unknown weights {name!r}; shipped weights: {known} (--weights)")
+        raise WeightsError(f"unknown weights {name!r}; shipped weights: {known} (`weights`)")
     card = PRETRAINED_DIR / f"{name}.json"
     try:
         meta = json.loads(card.read_text(encoding="utf-8"))
@@ -200,6 +200,7 @@ def _predict_ok(predict: dict[str, Any]) -> bool:
         "mode": lambda v: v in ("auto", "whole", "scaled", "tiled"),
         "train_size": lambda v: isinstance(v, int) and _number(v, 1, 65_536),
         "scales": lambda v: isinstance(v, list) and _scales(v),
+        "scale": lambda v: isinstance(v, list) and _scales(v),
         "flip": lambda v: isinstance(v, bool),
     }
     return all(k in rules and rules[k](v) for k, v in predict.items())
