@@ -207,7 +207,7 @@ def test_threads_and_workers_past_the_machine_are_refused_not_capped(capsys, tmp
 
 
 def test_a_batch_that_would_not_fit_in_memory_is_refused_with_the_estimate(capsys, tmp_path):
-    need = limits.batch_bytes(4096, 8000 * 8000, 0.0625, 6, True)
+    need = limits.batch_bytes(4096, 8000 * 8000, 0.0625, 21, True)  # classes unknown before the data: 21
     assert need > limits.available_memory()  # the premise: more than this machine has
     line = one_line_error(capsys, ["train", *TINY, "--batch-size", "4096", "--crop-size", "8000",
                                    "--out", tmp_path / "run"], "a training batch would need about")
@@ -222,7 +222,7 @@ def test_the_memory_estimate_is_above_what_a_step_takes():
     for width, training, measured in ((0.25, True, 1133), (1.0, True, 4173), (0.25, False, 236),
                                       (1.0, False, 813)):
         estimate = limits.batch_bytes(1, 1, width, 11, training)
-        assert measured <= estimate <= 1.5 * measured
+        assert measured <= estimate <= 2 * measured
 
 
 def test_a_memory_error_that_still_happens_is_one_line(capsys, monkeypatch):
@@ -387,7 +387,8 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(monkeypatch, run3
 def test_disk_full_during_training_is_one_line(capsys, monkeypatch, tmp_path):
     _full_disk(monkeypatch)
     line = one_line_error(capsys, ["train", *TINY, "--out", tmp_path / "run"], "no space left on device")
-    assert "last.pt" in line and not (tmp_path / "run" / "last.pt").exists()
+    assert line.endswith(("best.pt", "last.pt")) and "(nothing was written)" in line
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "best.pt").exists()
     assert not (tmp_path / "run" / LOCK_NAME).exists()
 
 
