@@ -23,7 +23,7 @@ import torch
 from .config import TrainConfig, load_config
 from .data import DatasetError, build_dataset, download
 from .data.registry import CAMVID, SBD, SHAPES, VOC
-from .engine import train_stages
+from .engine import TrainResult, train_stages
 from .trained import TrainedModel, load_trained
 
 __all__ = [
@@ -204,7 +204,7 @@ def book_model(mode: str, data: BookData | None = None) -> TrainedModel:
     return load_trained(best)
 
 
-def demo_training(mode: str, minutes: float, **overrides: Any) -> dict[str, Any]:
+def demo_training(mode: str, minutes: float, **overrides: Any) -> TrainResult:
     """Chapter 6's demonstration: train the book's recipe for ``minutes`` of wall time.
 
     Smoke mode trains into a fresh temporary folder each time (nothing is reused or shared between

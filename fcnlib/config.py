@@ -248,6 +248,12 @@ def _range_errors(c: TrainConfig) -> list[str]:
             "limit_train and limit_val must be >= 1",
         ),
         (c.workers >= 0, f"workers must be >= 0, not {c.workers}"),
+    ]
+    return [message for ok, message in checks if not ok] + _optim_run_errors(c)
+
+
+def _optim_run_errors(c: TrainConfig) -> list[str]:
+    checks = [
         (
             c.epochs >= 1 and c.batch_size >= 1 and c.val_batch_size >= 1,
             "epochs and batch sizes must be >= 1",

@@ -1,20 +1,22 @@
-"""Training and evaluation: ``train_one_epoch``, ``evaluate``, and ``train``, which ties them together.
+"""Training: ``train(cfg) -> TrainResult`` and the pieces it is made of.
 
-``train(cfg)`` runs one recipe (:class:`fcnlib.config.TrainConfig`): it takes the output folder
-(a lock file: one run per folder), builds the data, model and optimiser, restores ``last.pt`` when
-resuming, then loops over epochs: train, validate, save. It writes ``last.pt`` (every epoch, only
-when its weights are finite), ``best.pt`` (best validation mIoU), ``history.csv`` and
-``curves.png``. Under ``torchrun`` it trains with DistributedDataParallel; confusion matrices are
-all-reduced so that every metric is the dataset-level one.
+``train`` runs one recipe (:class:`fcnlib.config.TrainConfig`, never modified): it takes the
+output folder (one run per folder), builds the data, model and optimiser, restores ``last.pt``
+when resuming, then loops over epochs: train, validate (:func:`fcnlib.evaluation.evaluate`),
+save ``last.pt``, ``best.pt``, ``history.csv`` and ``curves.png``. Under ``torchrun`` it trains
+with DistributedDataParallel. Evaluation, loaders, optimisers and model building live in their
+own modules; their names are no longer re-exported here.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,47 +37,70 @@ from .checkpoint import (
 )
 from .config import EXECUTION_KEYS, ConfigError, TrainConfig
 from .constants import IGNORE_INDEX
-from .context import Context, setup_context
+from .context import Context as _Context
+from .context import setup_context as _setup_context
 from .errors import FcnlibError
-from .evaluation import check_scaled_size, eval_logits, evaluate
+from .evaluation import EvalResult
+from .evaluation import check_scaled_size as _check_scaled_size
+from .evaluation import evaluate as _evaluate
 from .fileio import atomic_write_bytes, atomic_write_text
+from .guards import check_staged_resume
 from .limits import check_run
-from .loaders import (
-    build_datasets,
-    class_weights,
-    dataset_attr,
-    pad_collate,
-    train_loader,
-    val_loader,
-)
+from .loaders import build_datasets as _build_datasets
+from .loaders import class_weights as _class_weights
+from .loaders import dataset_attr as _dataset_attr
+from .loaders import epoch_seed as _epoch_seed
+from .loaders import train_loader as _train_loader
+from .loaders import val_loader as _val_loader
 from .losses import SegmentationLoss
 from .models import FCN, STRIDES, grow
-from .optim import lr_lambda, make_optimizer
+from .optim import lr_lambda as _lr_lambda
+from .optim import make_optimizer as _make_optimizer
 from .outdir import OutputFolder
-from .trained import check_parent, make_model, model_from_checkpoint
+from .trained import check_parent as _check_parent
+from .trained import make_model as _make_model
+from .trained import model_from_checkpoint as _model_from_checkpoint
 
 __all__ = [
     "HISTORY_FIELDS",
-    "Context",
+    "RunState",
+    "TrainResult",
     "TrainingDiverged",
-    "build_datasets",
     "build_run",
-    "eval_logits",
-    "evaluate",
-    "lr_lambda",
-    "make_model",
-    "make_optimizer",
-    "model_from_checkpoint",
-    "pad_collate",
-    "setup_context",
     "train",
     "train_one_epoch",
     "train_stages",
     "train_step",
-    "val_loader",
 ]
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "pixAcc", "mIoU", "seconds"]
+
+#: Names this module re-exported before; they still resolve here, with a DeprecationWarning.
+_MOVED = {
+    "Context": "context",
+    "setup_context": "context",
+    "build_datasets": "loaders",
+    "pad_collate": "loaders",
+    "val_loader": "loaders",
+    "eval_logits": "evaluation",
+    "evaluate": "evaluation",
+    "lr_lambda": "optim",
+    "make_optimizer": "optim",
+    "make_model": "trained",
+    "model_from_checkpoint": "trained",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        module = f"fcnlib.{_MOVED[name]}"
+        warnings.warn(
+            f"fcnlib.engine.{name} is deprecated; import it from {module}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'fcnlib.engine' has no attribute {name!r}")
 
 
 class TrainingDiverged(FcnlibError, RuntimeError):
@@ -94,7 +119,7 @@ def train_step(
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    ctx: Context,
+    ctx: _Context,
     channels_last: bool = True,
 ) -> Tensor:
     """One optimisation step on a batch ``(B, 3, H, W)``, ``(B, H, W)``; returns the loss (on the device, no sync)."""
@@ -113,8 +138,41 @@ def train_step(
 
 
 @dataclass
-class _Run:
-    """What one training run carries from epoch to epoch."""
+class TrainResult:
+    """What :func:`train` returns (``res["best_miou"]`` reads a field too).
+
+    Attributes:
+        out: the run's folder.
+        best_miou: the best validation mIoU (-1.0 before the first validation).
+        history: one row per epoch (:data:`HISTORY_FIELDS`).
+        train_seconds: wall time of the whole run, across resumes.
+        last: the last validation's metrics (no confusion matrix).
+        stopped_by_budget: ``max_minutes`` ended the run.
+        interrupted_at_step: ``max_steps`` cut the run short there (nothing saved for that epoch).
+        skipped: why a stage of :func:`train_stages` was not trained again, or None.
+    """
+
+    out: str
+    best_miou: float
+    history: list[dict[str, Any]]
+    train_seconds: float | None
+    last: dict[str, Any] = field(default_factory=dict)
+    stopped_by_budget: bool = False
+    interrupted_at_step: int | None = None
+    skipped: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+@dataclass
+class RunState:
+    """What one training run carries from epoch to epoch (built by :func:`build_run`).
+
+    ``model`` is the network itself, ``train_model`` what the steps call (DDP or compiled
+    wrappers of it); ``class_weights`` are the loss's weights (given or computed), recorded in
+    each checkpoint.
+    """
 
     name: str
     out: OutputFolder
@@ -127,6 +185,7 @@ class _Run:
     num_classes: int
     classes: list[str]
     steps_per_epoch: int
+    class_weights: list[float] | None = None
     start_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_miou: float = -1.0
@@ -135,38 +194,36 @@ class _Run:
 
 def build_run(
     cfg: TrainConfig,
-    ctx: Context,
+    ctx: _Context,
     train_ds: Dataset,
     name: str | None = None,
     parent=None,
     out: OutputFolder | None = None,
     budget_used=None,
-) -> _Run:
-    """Everything one run trains with: the model (grown from ``parent`` if given), optimiser,
-    schedule, scaler and loss (with the recipe's class weights), for ``train_ds``. ``out`` is
-    the run's output folder (default ``cfg.out``, not created here)."""
+) -> RunState:
+    """Everything one run trains with, for ``train_ds``: the model (grown from checkpoint
+    ``parent`` if given), optimiser, schedule, scaler and loss. ``out`` is the run's folder
+    (default ``cfg.out``, not created here). ``cfg`` is not modified."""
     name = name or cfg.model
     out = out if out is not None else OutputFolder(cfg.out, owner=False)
-    num_classes = dataset_attr(train_ds, "num_classes")
+    num_classes = _dataset_attr(train_ds, "num_classes")
     torch.manual_seed(cfg.seed)
     if parent is not None:
-        model, _ = model_from_checkpoint(parent, num_classes)
+        model, _ = _model_from_checkpoint(parent, num_classes)
         while model.stride > STRIDES[name]:
             model = grow(model)
     else:
-        model = make_model(cfg, num_classes, name)
+        model = _make_model(cfg, num_classes, name)
     model = model.to(ctx.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(
+    optimizer = _make_optimizer(
         [p for p in model.parameters() if p.requires_grad], cfg.optim, ctx.device
     )
-    steps_per_epoch = max(1, len(train_loader(train_ds, cfg, ctx, 0)))
-    factor = lr_lambda(cfg.optim, cfg.epochs * steps_per_epoch, steps_per_epoch, budget_used)
+    steps_per_epoch = max(1, len(_train_loader(train_ds, cfg, ctx, 0)))
+    factor = _lr_lambda(cfg.optim, cfg.epochs * steps_per_epoch, steps_per_epoch, budget_used)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    weights = class_weights(cfg, train_ds, num_classes)
-    if weights is not None:
-        cfg.class_weights = weights  # the recorded recipe holds the weights that were used
+    weights = _class_weights(cfg, train_ds, num_classes)
     criterion = SegmentationLoss(weight=torch.tensor(weights) if weights else None).to(ctx.device)
     train_model: nn.Module = model
     if ctx.distributed:
@@ -176,7 +233,7 @@ def build_run(
     if cfg.compile:
         train_model = torch.compile(train_model)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
-    return _Run(
+    return RunState(
         name,
         out,
         model,
@@ -186,8 +243,9 @@ def build_run(
         scaler,
         criterion,
         num_classes,
-        list(dataset_attr(train_ds, "classes")),
+        list(_dataset_attr(train_ds, "classes")),
         steps_per_epoch,
+        weights,
     )
 
 
@@ -202,7 +260,7 @@ def _check_resume_settings(cfg: TrainConfig, recorded: dict[str, Any], path: Pat
         if key in ("stages", "stage_lr_scale") and recorded.get("stages") == []:
             continue  # stages recorded before they were kept in each stage's record
         if key == "class_weights" and now is None and recorded.get("class_weighting") != "none":
-            continue  # computed from the labels at start-up: same data, same weights
+            continue  # records before 2026-12 kept the computed weights in the recipe
         differ.append(f"{key} {now!r} (recorded {was!r})")
     if differ:
         raise ConfigError(
@@ -211,7 +269,7 @@ def _check_resume_settings(cfg: TrainConfig, recorded: dict[str, Any], path: Pat
         )
 
 
-def _restore(run: _Run) -> None:
+def _restore(run: RunState) -> None:
     ckpt = restore_training_state(
         run.out.last, run.model, run.optimizer, run.scheduler, run.scaler, run.num_classes
     )
@@ -223,10 +281,10 @@ def _restore(run: _Run) -> None:
 
 
 def train_one_epoch(
-    run: _Run,
+    run: RunState,
     loader: DataLoader,
     cfg: TrainConfig,
-    ctx: Context,
+    ctx: _Context,
     epoch: int,
     progress: bool = True,
     max_steps: int | None = None,
@@ -271,12 +329,7 @@ def train_one_epoch(
                 loss=f"{loss_sum.item() / n_batches:.4f}",
                 lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
             )
-    n_total = torch.tensor(float(n_batches), device=ctx.device, dtype=torch.float64)
-    if ctx.distributed:
-        seen = torch.tensor(float(labelled), device=ctx.device, dtype=torch.float64)
-        stats = torch.stack([loss_sum, n_total, (~finite).double(), seen])
-        dist.all_reduce(stats)
-        loss_sum, n_total, finite, labelled = stats[0], stats[1], stats[2] == 0, bool(stats[3] > 0)
+    loss_sum, n_total, finite, labelled = _epoch_totals(loss_sum, n_batches, finite, labelled, ctx)
     if not labelled:
         raise FcnlibError(
             f"the training split has no labelled pixel (every mask is {IGNORE_INDEX}, the "
@@ -286,7 +339,18 @@ def train_one_epoch(
     return loss_sum.item() / max(1.0, float(n_total))
 
 
-def _check_finite(ok: bool, run: _Run, epoch: int, what: str, where: str = "") -> None:
+def _epoch_totals(loss_sum: Tensor, n_batches: int, finite: Tensor, labelled: bool, ctx: _Context):
+    """``(loss sum, batches, all finite, any labelled)`` over every rank."""
+    n_total = torch.tensor(float(n_batches), device=ctx.device, dtype=torch.float64)
+    if not ctx.distributed:
+        return loss_sum, n_total, finite, labelled
+    seen = torch.tensor(float(labelled), device=ctx.device, dtype=torch.float64)
+    stats = torch.stack([loss_sum, n_total, (~finite).double(), seen])
+    dist.all_reduce(stats)
+    return stats[0], stats[1], stats[2] == 0, bool(stats[3] > 0)
+
+
+def _check_finite(ok: bool, run: RunState, epoch: int, what: str, where: str = "") -> None:
     if ok:
         return
     last = run.out.last
@@ -305,14 +369,12 @@ def _epoch_of(path: Path) -> int | str:
 
 
 def _validate(
-    run: _Run, vloader: DataLoader, cfg: TrainConfig, ctx: Context, progress: bool
-) -> dict[str, Any]:
-    if (
-        ctx.distributed
-    ):  # DDP syncs BN statistics at the start of a forward: give every rank rank 0's
+    run: RunState, vloader: DataLoader, cfg: TrainConfig, ctx: _Context, progress: bool
+) -> EvalResult:
+    if ctx.distributed:  # DDP syncs BN statistics at the start of a forward: use rank 0's
         for buffer in run.model.buffers():
             dist.broadcast(buffer, 0)
-    res = evaluate(
+    res = _evaluate(
         run.model,
         vloader,
         run.num_classes,
@@ -322,7 +384,7 @@ def _validate(
         scale=cfg.eval_scale,
         flip=cfg.eval_flip,
     )
-    if int(res["confusion"].sum()) == 0:
+    if int(res.confusion.sum()) == 0:
         raise FcnlibError(
             f"the validation split has no labelled pixel (every mask is {IGNORE_INDEX}, the "
             "ignore label): nothing to validate against; check the masks (`val_split`, `data_root`)"
@@ -331,7 +393,7 @@ def _validate(
 
 
 def _save_epoch(
-    run: _Run, cfg: TrainConfig, row: dict[str, Any], improved: bool, seconds: float
+    run: RunState, cfg: TrainConfig, row: dict[str, Any], improved: bool, seconds: float
 ) -> None:
     state = training_state(
         _unwrap(run.model),
@@ -346,6 +408,7 @@ def _save_epoch(
         history=run.history,
         best_miou=run.best_miou,
         train_seconds=seconds,
+        class_weights=run.class_weights,
     )
     if improved:
         atomic_save(state, run.out.best)
@@ -364,10 +427,25 @@ def _save_epoch(
     )
 
 
+def _epoch_row(
+    run: RunState, epoch: int, train_loss: float, val: EvalResult | None, seconds: float
+) -> dict[str, Any]:
+    """One row of the history (:data:`HISTORY_FIELDS`); validation fields None if not run."""
+    return {
+        "epoch": epoch + 1,
+        "lr": run.scheduler.get_last_lr()[0],
+        "train_loss": train_loss,
+        "val_loss": None if val is None else val.loss,
+        "pixAcc": None if val is None else val.pixAcc,
+        "mIoU": None if val is None else val.mIoU,
+        "seconds": seconds,
+    }
+
+
 def _run_epochs(
-    run: _Run,
+    run: RunState,
     cfg: TrainConfig,
-    ctx: Context,
+    ctx: _Context,
     train_ds: Dataset,
     vloader: DataLoader,
     clock,
@@ -375,40 +453,28 @@ def _run_epochs(
     progress: bool,
     max_steps: int | None,
 ) -> dict[str, Any]:
+    """Train, validate and save epoch after epoch; returns :class:`TrainResult` fields."""
     last: dict[str, Any] = {}
     stopped_by_budget = False
     for epoch in range(run.start_epoch, cfg.epochs):
-        torch.manual_seed(
-            cfg.seed * 1_000_003 + epoch
-        )  # augmentation and dropout depend on (seed, epoch)
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # augmentation, dropout: (seed, epoch)
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(
-            run, train_loader(train_ds, cfg, ctx, epoch), cfg, ctx, epoch, progress, max_steps
-        )
+        loader = _train_loader(train_ds, cfg, ctx, epoch)
+        train_loss = train_one_epoch(run, loader, cfg, ctx, epoch, progress, max_steps)
         if train_loss is None:
             return {"interrupted_at_step": max_steps}
         stopped_by_budget = budget_used is not None and budget_used() >= 1
-        val: dict[str, Any] = {"loss": None, "pixAcc": None, "mIoU": None}
+        val = None
         if stopped_by_budget or epoch + 1 == cfg.epochs or (epoch + 1) % cfg.val_every == 0:
             val = _validate(run, vloader, cfg, ctx, progress)
             last = {k: v for k, v in val.to_dict().items() if k != "confusion"}
-            _check_finite(math.isfinite(val["loss"]), run, epoch, "the validation loss")
+            _check_finite(math.isfinite(val.loss), run, epoch, "the validation loss")
         _check_finite(finite_weights(run.model), run, epoch, "the weights")
-        row = {
-            "epoch": epoch + 1,
-            "lr": run.scheduler.get_last_lr()[0],
-            "train_loss": train_loss,
-            "val_loss": val["loss"],
-            "pixAcc": val["pixAcc"],
-            "mIoU": val["mIoU"],
-            "seconds": time.perf_counter() - t0,
-        }
+        row = _epoch_row(run, epoch, train_loss, val, time.perf_counter() - t0)
         run.history.append(row)
-        improved = val["mIoU"] is not None and (
-            val["mIoU"] > run.best_miou or not run.out.best.is_file()
-        )
+        improved = val is not None and (val.mIoU > run.best_miou or not run.out.best.is_file())
         if improved:
-            run.best_miou = val["mIoU"]
+            run.best_miou = val.mIoU
         if ctx.is_main:
             _save_epoch(run, cfg, row, improved, clock())
         if stopped_by_budget:
@@ -417,7 +483,7 @@ def _run_epochs(
 
 
 def _check_grow_from(path, cfg: TrainConfig, name: str, overwrite: bool) -> None:
-    check_parent(path, cfg, name)
+    _check_parent(path, cfg, name)
     inside = Path(os.path.realpath(path)).is_relative_to(os.path.realpath(cfg.out))
     if overwrite and inside:
         raise ConfigError(
@@ -439,76 +505,83 @@ def train(
     parent: str | os.PathLike | None = None,
     progress: bool = True,
     max_steps: int | None = None,
-) -> dict[str, Any]:
-    """Train one model of recipe ``cfg`` into ``cfg.out``; returns ``best_miou``, the ``last`` metrics,
-    ``history``, ``out`` and ``train_seconds`` (wall time of the whole run, across resumes).
+) -> TrainResult:
+    """Train one model of recipe ``cfg`` into ``cfg.out`` (``cfg`` is not modified).
 
-    ``resume`` continues from ``cfg.out/last.pt`` exactly (weights, optimizer, schedule, scaler,
-    RNG, history) and refuses recipe settings that differ from the recorded ones. ``parent`` (or
-    ``cfg.init_from``) is a coarser model's checkpoint to grow from (FCN-32s -> 16s -> 8s).
-    ``max_steps`` stops after that many optimisation steps in total, saving nothing for the
-    unfinished epoch (simulates an interruption). ``cfg.max_minutes`` stops after the epoch in
-    which the budget runs out (the poly schedule follows the budget). A non-finite loss or weight
-    raises :class:`TrainingDiverged`; checkpoints already written stay intact and finite.
+    Args:
+        cfg: the recipe.
+        resume: continue ``cfg.out/last.pt`` exactly (weights, optimiser, schedule, scaler, RNG,
+            history); recipe settings that differ from the recorded ones are refused.
+        overwrite: allow a non-empty ``cfg.out``.
+        model_name: the network to train (default ``cfg.model``).
+        parent: a coarser model's checkpoint to grow from (default ``cfg.init_from``).
+        progress: progress bars.
+        max_steps: stop after that many optimisation steps in all, saving nothing for the
+            unfinished epoch (an interruption).
+
+    Raises :class:`TrainingDiverged` on a non-finite loss or weight; checkpoints already written
+    stay intact.
     """
     started = time.perf_counter()
     check_run(cfg)  # threads, workers and a batch's memory against this machine
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    ctx = setup_context(cfg.device, cfg.amp)
+    ctx = _setup_context(cfg.device, cfg.amp)
     grow_from = None if resume else (parent or cfg.init_from)
     if grow_from is not None:
         _check_grow_from(grow_from, cfg, model_name or cfg.model, overwrite)
     with OutputFolder(cfg.out, resume=resume, overwrite=overwrite, owner=ctx.is_main) as out:
-        train_ds, val_ds = build_datasets(cfg, progress=progress and ctx.is_main)
+        train_ds, val_ds = _build_datasets(cfg, progress=progress and ctx.is_main)
         before = {"seconds": 0.0}
 
         def clock() -> float:
             return before["seconds"] + time.perf_counter() - started
 
         budget_used = (lambda: clock() / (cfg.max_minutes * 60)) if cfg.max_minutes else None
-        check_scaled_size(_first_size(val_ds), cfg.eval_scale)  # before an epoch is spent
+        _check_scaled_size(_first_size(val_ds), cfg.eval_scale)  # before an epoch is spent
         run = build_run(cfg, ctx, train_ds, model_name or cfg.model, grow_from, out, budget_used)
         if resume:
             _check_resume_settings(cfg, load_checkpoint(out.last)["config"], out.last)
             _restore(run)
             before["seconds"] = run.seconds_before
+        vloader = _val_loader(val_ds, ctx, cfg.val_batch_size, cfg.workers)
         result = _run_epochs(
-            run,
-            cfg,
-            ctx,
-            train_ds,
-            val_loader(val_ds, ctx, cfg.val_batch_size, cfg.workers),
-            clock,
-            budget_used,
-            progress,
-            max_steps,
+            run, cfg, ctx, train_ds, vloader, clock, budget_used, progress, max_steps
         )
         if ctx.distributed:
             dist.barrier()
-    if "interrupted_at_step" in result:
-        return result
-    return {
-        "best_miou": run.best_miou,
-        "history": run.history,
-        "out": str(out.path),
-        "train_seconds": clock(),
-        **result,
-    }
+    return TrainResult(str(out.path), run.best_miou, run.history, clock(), **result)
+
+
+def _finished_stage(path: Path, epochs: int) -> TrainResult | None:
+    """The result of a stage whose ``last.pt`` (``path``) already holds all its epochs."""
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    if int(ckpt["epoch"]) < epochs:
+        return None
+    return TrainResult(
+        str(path.parent),
+        float(ckpt["best_miou"]),
+        list(ckpt["history"]),
+        ckpt.get("train_seconds"),
+        skipped="already complete",
+    )
 
 
 def train_stages(
     cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
-) -> dict[str, Any]:
-    """The paper's staged training: each model in ``cfg.stages`` grows from the previous one's ``best.pt``.
+) -> dict[str, TrainResult]:
+    """The paper's staged training: each model of ``cfg.stages`` grows from the previous one's
+    ``best.pt``; without stages, :func:`train`. Returns each stage's result by model name.
 
-    Stage ``k`` writes into ``cfg.out/<model name>``; the first stage starts from ``cfg.init_from``
-    or from scratch / the backbone weights, and stage ``k`` trains at ``lr * stage_lr_scale**k``.
-    Returns the results of each stage.
+    Stage ``k`` writes into ``cfg.out/<model name>`` and trains at ``lr * stage_lr_scale**k``;
+    the first grows from ``cfg.init_from`` or starts from scratch / the backbone weights.
     """
     if not cfg.stages:
         return {cfg.model: train(cfg, resume=resume, overwrite=overwrite, progress=progress)}
-    results: dict[str, Any] = {}
+    check_staged_resume(cfg, resume)  # a staged --resume needs a stage's last.pt
+    results: dict[str, TrainResult] = {}
     parent = cfg.init_from
     for k, name in enumerate(cfg.stages):
         stage_cfg = TrainConfig.from_dict(
@@ -520,21 +593,11 @@ def train_stages(
                 "out": str(Path(cfg.out) / name),
             }
         )
-        done = Path(stage_cfg.out) / "last.pt"
-        finished = load_checkpoint(done) if resume and done.is_file() else None
-        if finished is not None and int(finished["epoch"]) >= stage_cfg.epochs:
-            results[name] = {
-                "skipped": "already complete",
-                "history": finished["history"],
-                "best_miou": finished["best_miou"],
-                "out": stage_cfg.out,
-                "train_seconds": finished.get("train_seconds"),
-                "stopped_by_budget": False,
-            }
-        else:
-            results[name] = train(
-                stage_cfg, resume=resume and done.is_file(), overwrite=overwrite, progress=progress
-            )
+        last = Path(stage_cfg.out) / "last.pt"
+        finished = _finished_stage(last, stage_cfg.epochs) if resume else None
+        results[name] = finished or train(
+            stage_cfg, resume=resume and last.is_file(), overwrite=overwrite, progress=progress
+        )
         parent = str(Path(stage_cfg.out) / "best.pt")
     return results
 

@@ -58,6 +58,22 @@ def _shard(ds: Dataset, ctx: Context) -> Dataset:
     return ds if not ctx.distributed else Subset(ds, range(ctx.rank, len(ds), ctx.world_size))
 
 
+class _RawMasks:
+    """``raw(i)`` of a dataset under ``Subset`` wrappers (``limit_train``), for the weights."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def raw(self, index: int):
+        ds = self.ds
+        while isinstance(ds, Subset):
+            index, ds = ds.indices[index], ds.dataset
+        return ds.raw(index)
+
+
 def dataset_attr(ds: Dataset, name: str):
     """Attribute ``name`` (e.g. ``classes``) of the dataset under any ``Subset`` wrappers."""
     while isinstance(ds, Subset):
@@ -101,7 +117,7 @@ def class_weights(cfg: TrainConfig, train_ds: Dataset, num_classes: int) -> list
             )
         return list(cfg.class_weights)
     if cfg.class_weighting == "median-frequency":
-        return median_frequency_weights(train_ds, num_classes, cfg.class_weight_max)
+        return median_frequency_weights(_RawMasks(train_ds), num_classes, cfg.class_weight_max)
     return None
 
 

@@ -3,12 +3,6 @@
 :func:`predict` returns an ``int64`` label map of exactly the image's size (the files that
 ``fcnlib predict`` writes are made by :mod:`fcnlib.outputs`). :func:`load_image` (from :mod:`fcnlib.data.images`, re-exported here) turns a path, PIL image or
 numpy array into an upright 8-bit RGB PIL image and refuses images above ``max_image_pixels``.
-
-Why ``"scaled"`` is the default for big photos: a network trained on ~500 px crops has learned
-objects of a few hundred pixels. In a 5472 x 3648 photo the same objects are ten times larger and
-the receptive field sees only texture, so full-resolution prediction ("whole" or "tiled") tends to
-fragment them. Resizing the longer side to the training scale restores the object sizes seen in
-training; the logits are then upsampled back to the original size (bilinearly) before the argmax.
 """
 
 from __future__ import annotations
@@ -92,49 +86,20 @@ def predict(
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     scales: Sequence[float] | None = None,
 ) -> Tensor:
-    """Segment one image; returns an ``int64`` label map ``(H, W)`` on the CPU, ``H x W`` being the
-    size of ``load_image(image, max_image_pixels)`` (i.e. after EXIF orientation). Images of more
-    than ``max_image_pixels`` pixels (default :data:`DEFAULT_MAX_IMAGE_PIXELS`, about 100 MP; None:
-    no limit) raise :class:`ImageError`, a file's from its header before it is decoded.
+    """Segment one image at full size; the ``(C, H, W)`` logits are built in strips, never whole.
 
-    Modes (``mode``):
+    Args:
+        mode: "whole", "scaled" (longer side to ``train_size``, logits upsampled), "tiled"
+            (``tile`` windows overlapping by ``overlap``, blended) or "auto" ("whole" up to
+            ``max_pixels``, default 1 MP, else "scaled").
+        scale: factor(s) of the mode's base size; several (or ``flip``): logits averaged, as in
+            :func:`fcnlib.evaluation.eval_logits`. ``scales``: its former name.
+        max_image_pixels: refuse larger images, from the file header; None: no limit.
 
-    - ``"whole"``: the full-resolution image through the model at once.
-    - ``"scaled"``: resize so the longer side is ``train_size`` px (the training scale), predict,
-      upsample the logits bilinearly (``align_corners=False``) to ``H x W``, argmax.
-    - ``"tiled"``: ``tile x tile`` windows over the full-resolution image overlapping by at least
-      ``overlap`` px; logits are blended with a weight that is 1 inside a tile and ramps linearly
-      (never to 0) over the ``overlap`` px shared with a neighbour; then argmax. Tiles are clipped to
-      the image when it is smaller than a tile (one tile = ``"whole"``).
-    - ``"auto"``: ``"whole"`` if ``H * W <= max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`), else ``"scaled"``.
-
-    ``scales`` are relative to the mode's base size (``H x W``, or ``train_size`` for "scaled");
-    ``flip=True`` adds the horizontally flipped input (prediction flipped back). With more than one
-    prediction their logits are averaged at ``H x W`` (as :func:`fcnlib.evaluation.eval_logits`
-    does, so that ``fcnlib eval`` and ``fcnlib predict`` agree); the argmax of one prediction is
-    taken on its logits directly (so ``"whole"`` equals ``model(x).argmax(1)`` exactly).
-
-    The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored);
-    ``device`` moves the model there (default: the device of its parameters). Inputs are scaled to
-    ``[0, 1]`` and normalised with the ImageNet mean/std. ``num_classes`` (optional) is checked
-    against the model's output. ``return_probs=True`` returns the ``float32`` probabilities
-    ``(C, H, W)`` instead (``C * H * W * 4`` bytes: 1.7 GB for a 20 MP photo and 21 classes).
-
-    Memory: the full-resolution ``(C, H, W)`` logits/probabilities are never materialised (only the
-    model itself does so in "whole" mode, which "auto" uses up to ``max_pixels``). Each prediction
-    keeps its logits at its own resolution ("scaled": at most ``4 * C * train_size**2`` bytes, 22 MB
-    for 21 classes at 512). The output is produced in horizontal strips of ``strip_bytes / (4 * C * W)``
-    rows: each strip is interpolated from the few source rows it needs (height with the bilinear
-    weights of ``F.interpolate(..., align_corners=False)``, then width with ``F.interpolate``; equal
-    to upsampling everything at once up to float rounding), averaged if there are several
-    predictions, and argmaxed into the int64 result. "tiled" keeps, per prediction, a band of
-    ``tile + strip`` rows of weighted logit sums, ``4 * (C + 1) * (tile + strip) * w`` bytes (300 MB
-    for 21 classes, tile 512 and a 5472 px wide image), compacted in place as it slides down.
-    Peak extra memory is thus about ``8 * H * W`` (the result) + a few ``strip_bytes`` + the
-    low-resolution logits (or bands) + the model's activations at ``train_size`` / ``tile``,
-    independent of ``C * H * W`` (``fcnlib bench`` measures it at 5472 x 3648).
+    Returns:
+        int64 labels ``(H, W)`` on the CPU, or float32 probabilities ``(C, H, W)``.
     """
-    if scales is not None:  # the former name of ``scale``
+    if scales is not None:  # the former name
         warnings.warn("predict(scales=) is deprecated; use scale=", DeprecationWarning, 2)
         scale = scales
     overlap, scales = check_predict_options(mode, train_size, tile, overlap, scale)
@@ -142,24 +107,9 @@ def predict(
         raise ValueError(f"strip_bytes must be positive, got {strip_bytes}")
     img = load_image(image, max_image_pixels)
     H, W = img.height, img.width
-    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-    if mode == "auto":
-        mode = "whole" if H * W <= limit else "scaled"
-    if mode == "scaled":
-        r = train_size / max(H, W)
-        base = (max(1, round(H * r)), max(1, round(W * r)))
-    else:
-        base = (H, W)
-    if (
-        max_image_pixels is not None
-    ):  # train_size or scales must not blow the image up past the limit
-        h, w = (max(1, round(v * max(scales))) for v in base)
-        if h * w > max_image_pixels:
-            raise ImageError(
-                f"predicting at {w} x {h} px (`train_size` / `scale`) is more than the limit of "
-                f"{max_image_pixels:,} pixels; lower `train_size` or `scale`, or raise "
-                "`max_image_pixels`"
-            )
+    whole_limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    mode = ("whole" if H * W <= whole_limit else "scaled") if mode == "auto" else mode
+    base = _base_size((H, W), mode, train_size, max(scales), max_image_pixels)
     dev = _model_device(model, device)
     forward = _forward_function(model, dev)
     configs = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
@@ -169,18 +119,42 @@ def predict(
     try:
         with torch.no_grad():
             sources = _sources(img, base, configs, mode == "tiled", tile, overlap, forward, dev)
-            num_tiles = sum(getattr(src, "num_tiles", 0) for src in sources)
-            # progress=None: a bar for more than 8 tiles, on a terminal only (tqdm's disable=None).
-            disable = (None if num_tiles > 8 else True) if progress is None else not progress
-            bar = tqdm(total=num_tiles, desc="tiles", unit="tile", disable=disable, leave=False)
-            for src in sources:
-                if isinstance(src, TiledLogits):
-                    src.bar = bar
+            bar = _tile_bar(sources, progress)
             return _combine(sources, (H, W), num_classes, return_probs, strip_bytes)
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
+
+
+def _tile_bar(sources: Sequence[FullLogits | TiledLogits], progress: bool | None) -> tqdm:
+    """The tiles' progress bar (None: shown for more than 8 tiles, on a terminal only)."""
+    num_tiles = sum(getattr(src, "num_tiles", 0) for src in sources)
+    disable = (None if num_tiles > 8 else True) if progress is None else not progress
+    bar = tqdm(total=num_tiles, desc="tiles", unit="tile", disable=disable, leave=False)
+    for src in sources:
+        if isinstance(src, TiledLogits):
+            src.bar = bar
+    return bar
+
+
+def _base_size(
+    size: tuple[int, int], mode: str, train_size: int, top: float, limit: int | None
+) -> tuple[int, int]:
+    """The size the scales apply to; ``ImageError`` if the largest scale ``top`` passes ``limit``."""
+    H, W = size
+    if mode == "scaled":
+        r = train_size / max(H, W)
+        base = (max(1, round(H * r)), max(1, round(W * r)))
+    else:
+        base = (H, W)
+    h, w = (max(1, round(v * top)) for v in base)
+    if limit is not None and h * w > limit:
+        raise ImageError(
+            f"predicting at {w} x {h} px (`train_size` / `scale`) is more than the limit of "
+            f"{limit:,} pixels; lower `train_size` or `scale`, or raise `max_image_pixels`"
+        )
+    return base
 
 
 def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
@@ -235,6 +209,19 @@ def _sources(
     return sources
 
 
+def _reserve(sources: Sequence[FullLogits | TiledLogits], maps: dict, H: int, rows: int) -> None:
+    """Tell each tiled source the most source rows one output strip of ``rows`` will ask for."""
+    starts = torch.arange(0, H, rows)
+    ends = (starts + rows).clamp(max=H)
+    for src in sources:
+        if isinstance(src, TiledLogits):
+            if src.size[0] == H:
+                src.reserve(rows)
+            else:
+                i0, i1, _ = maps[src.size[0]]
+                src.reserve(int((i1[ends - 1] - i0[starts]).max()) + 1)
+
+
 def _combine(
     sources: Sequence[FullLogits | TiledLogits],
     size: tuple[int, int],
@@ -259,15 +246,7 @@ def _combine(
         if src.size[0] != H and src.size[0] not in maps:
             maps[src.size[0]] = interp_index(H, src.size[0])
     rows = min(H, max(1, strip_bytes // (4 * C * W)))
-    starts = torch.arange(0, H, rows)
-    ends = (starts + rows).clamp(max=H)
-    for src in sources:
-        if isinstance(src, TiledLogits):  # the most source rows one strip will ask for
-            if src.size[0] == H:
-                src.reserve(rows)
-            else:
-                i0, i1, _ = maps[src.size[0]]
-                src.reserve(int((i1[ends - 1] - i0[starts]).max()) + 1)
+    _reserve(sources, maps, H, rows)
     for y0 in range(0, H, rows):
         y1 = min(H, y0 + rows)
         total = None

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_segmentation_masks
 
+from .constants import IGNORE_INDEX
 from .data.classes import Color
 from .data.classes import palette_colors as _color_list
 from .data.classes import voc_palette as _default_palette
@@ -103,7 +104,7 @@ def overlay(
     num_classes: int,
     alpha: float = 0.5,
     colors: Sequence[Any] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
     """Blend class colours over ``image``; returns a uint8 ``(3, H, W)`` tensor.
 

@@ -211,3 +211,26 @@ def test_the_command_line_turns_parameters_into_flags():
     assert flag("train_size") == "--train-size" and flag("checkpoint") == "CHECKPOINT"
     assert to_flags("lower `train_size` or `scale`; `fcnlib download voc --root d`") == (
         "lower --train-size or --scale; `fcnlib download voc --root d`")
+
+
+def _long_functions(tree: ast.AST, limit: int = 60) -> list[tuple[str, int]]:
+    """``(name, lines)`` of every function longer than ``limit`` lines (decorators, docstring in)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            if node.end_lineno - start + 1 > limit:
+                found.append((node.name, node.end_lineno - start + 1))
+    return found
+
+
+def test_no_function_is_longer_than_60_lines():
+    offenders = {m: f for m, path in MODULES.items()
+                 if (f := _long_functions(ast.parse(path.read_text(encoding="utf-8"))))}
+    assert offenders == {}, f"functions over 60 lines: {offenders}"
+
+
+def test_the_length_check_counts_lines():
+    body = "\n".join(f"    x{i} = {i}" for i in range(59))
+    assert _long_functions(ast.parse(f"@dec\ndef f():\n{body}\n")) == [("f", 61)]
+    assert _long_functions(ast.parse(f"def f():\n{body}\n")) == []

@@ -15,7 +15,10 @@ import pytest
 import torch
 
 from fcnlib.config import TrainConfig
-from fcnlib.engine import make_optimizer, model_from_checkpoint, setup_context, train, train_step
+from fcnlib.context import setup_context
+from fcnlib.engine import train, train_step
+from fcnlib.optim import make_optimizer
+from fcnlib.trained import model_from_checkpoint
 from fcnlib.losses import SegmentationLoss
 from fcnlib.metrics import SegmentationMetric, confusion_matrix
 from fcnlib.models import fcn8s
@@ -109,7 +112,7 @@ def test_checkpoint_written_on_the_gpu_loads_on_a_cpu_only_machine(tmp_path):
     cfg = TrainConfig(data="shapes", width=0.0625, crop_size=64, limit_train=16, limit_val=4, batch_size=4,
                       epochs=1, device="cuda", workers=0, out=str(out))
     result = train(cfg, progress=False)
-    assert math.isfinite(result["best_miou"])
+    assert math.isfinite(result.best_miou)
     for name in ("best.pt", "last.pt"):
         model, ckpt = model_from_checkpoint(out / name)
         assert ckpt["config"]["device"] == "cuda" and ckpt["epoch"] == 1
@@ -120,7 +123,7 @@ def test_checkpoint_written_on_the_gpu_loads_on_a_cpu_only_machine(tmp_path):
     # In a process that sees no GPU at all (CUDA_VISIBLE_DEVICES=""), as on a CPU-only machine.
     code = (
         "import sys, torch\n"
-        "from fcnlib.engine import model_from_checkpoint\n"
+        "from fcnlib.trained import model_from_checkpoint\n"
         "assert not torch.cuda.is_available()\n"
         "model, ckpt = model_from_checkpoint(sys.argv[1])\n"
         "y = model.eval()(torch.randn(1, 3, 64, 64))\n"

@@ -1,6 +1,8 @@
 """fcnlib.engine on the CPU: learning, exact resume, atomic checkpoints, divergence, DDP with gloo."""
 
+import copy
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +16,12 @@ import torch
 from fcnlib.checkpoint import CheckpointError, atomic_save, file_sha256, load_checkpoint
 from fcnlib.config import TrainConfig
 from fcnlib.data import build_dataset
-from fcnlib.engine import Context, TrainingDiverged, evaluate, model_from_checkpoint, pad_collate, train, val_loader
+from fcnlib.context import Context
+from fcnlib.engine import TrainingDiverged, train
+from fcnlib.errors import FcnlibError
+from fcnlib.evaluation import evaluate
+from fcnlib.loaders import pad_collate, val_loader
+from fcnlib.trained import model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,25 +39,25 @@ def test_training_learns_well_above_chance(tmp_path):
     sub = torch.utils.data.Subset(val, range(32))
     loader = val_loader(sub, Context(torch.device("cpu")))
     torch.manual_seed(cfg.seed)
-    from fcnlib.engine import make_model
+    from fcnlib.trained import make_model
 
     untrained = evaluate(make_model(cfg, 6), loader, 6, progress=False)
     result = train(cfg, progress=False)
     # A constant "background" prediction scores mIoU ~0.13 here (one of six classes, IoU ~0.8).
-    assert result["best_miou"] > 0.30, result["history"]
-    assert result["best_miou"] > untrained["mIoU"] + 0.15
-    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+    assert result.best_miou > 0.30, result.history
+    assert result.best_miou > untrained["mIoU"] + 0.15
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
     assert set(rows[0]) == {"epoch", "lr", "train_loss", "val_loss", "pixAcc", "mIoU", "seconds"}
-    assert float(rows[-1]["mIoU"]) == pytest.approx(result["history"][-1]["mIoU"])
+    assert float(rows[-1]["mIoU"]) == pytest.approx(result.history[-1]["mIoU"])
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert best["best_miou"] == pytest.approx(result["best_miou"])
+    assert best["best_miou"] == pytest.approx(result.best_miou)
     # The saved best model reproduces its validation mIoU.
     model, _ = model_from_checkpoint(tmp_path / "run" / "best.pt", 6)
     again = evaluate(model, loader, 6, progress=False)
-    assert again["mIoU"] == pytest.approx(result["best_miou"], abs=1e-9)
+    assert again["mIoU"] == pytest.approx(result.best_miou, abs=1e-9)
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
@@ -58,7 +65,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     train(full, progress=False)
     steps_per_epoch = 48 // 8
     cut = tiny(tmp_path, out=str(tmp_path / "cut"), epochs=3)
-    assert train(cut, progress=False, max_steps=steps_per_epoch + 2) == {"interrupted_at_step": steps_per_epoch + 2}
+    assert train(cut, progress=False, max_steps=steps_per_epoch + 2).interrupted_at_step == steps_per_epoch + 2
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1  # the partial epoch saved nothing
     train(cut, resume=True, progress=False)
     a = load_checkpoint(tmp_path / "full" / "last.pt")
@@ -66,7 +73,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     assert a["epoch"] == b["epoch"] == 3
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
-    assert [r["mIoU"] for r in a["history"]] == [r["mIoU"] for r in b["history"]]
+    assert [r["mIoU"] for r in a.history] == [r["mIoU"] for r in b.history]
     assert a["optimizer"]["state"][0]["momentum_buffer"].equal(b["optimizer"]["state"][0]["momentum_buffer"])
 
 
@@ -82,7 +89,7 @@ def test_existing_output_is_refused_and_resume_needs_a_checkpoint(tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = tiny(tmp_path, epochs=2)
-    assert train(cfg, progress=False, max_steps=48 // 8) == {"interrupted_at_step": 6}  # epoch 1 saved
+    assert train(cfg, progress=False, max_steps=48 // 8).interrupted_at_step == 6  # epoch 1 saved
     last = tmp_path / "run" / "last.pt"
     before = file_sha256(last)
     from fcnlib import engine
@@ -183,7 +190,7 @@ def test_staged_training_grows_each_stage_from_the_previous(tmp_path):
     p = load_checkpoint(tmp_path / "run" / "fcn32s" / "best.pt")
     c = load_checkpoint(tmp_path / "run" / "fcn16s" / "last.pt")
     assert c["model_name"] == "fcn16s" and c["config"]["init_from"].endswith("fcn32s/best.pt")
-    assert c["history"][0]["mIoU"] >= 0  # trained one epoch after growing
+    assert c.history[0]["mIoU"] >= 0  # trained one epoch after growing
     assert set(p["model"]) < set(c["model"]) and "score_pool4.weight" in c["model"]
 
 
@@ -215,3 +222,74 @@ def test_trainaug_recipe_validates_on_voc_val(monkeypatch):
     monkeypatch.setattr(loaders, "build_dataset", lambda name, root, split, train, **kw: calls.append((name, split, train)))
     loaders.build_datasets(load_config(REPO / "configs" / "voc-trainaug.yaml"))
     assert calls == [("trainaug", "train", True), ("voc", "val", False)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Typed results, a recipe that is never written to, no re-exports
+# ------------------------------------------------------------------------------------------------
+
+
+def test_train_returns_typed_results_and_never_writes_into_the_recipe(tmp_path):
+    from fcnlib.engine import TrainResult
+    from fcnlib.loaders import build_datasets, class_weights
+
+    cfg = tiny(tmp_path, epochs=1, limit_train=16, limit_val=4, class_weighting="median-frequency")
+    before = copy.deepcopy(cfg.to_dict())
+    result = train(cfg, progress=False)
+    assert cfg.to_dict() == before and cfg.class_weights is None
+    assert isinstance(result, TrainResult) and result.out == cfg.out and len(result.history) == 1
+    assert result.best_miou == result.history[0]["mIoU"] == result.last["mIoU"]
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    expected = class_weights(cfg, build_datasets(cfg)[0], 6)  # median-frequency, from the labels
+    assert len(expected) == 6 and expected != [1.0] * 6
+    assert ckpt["class_weights"] == expected and ckpt["config"]["class_weights"] is None
+    again = train(tiny(tmp_path, epochs=1, limit_train=16, limit_val=4,
+                       class_weighting="median-frequency"), resume=True, progress=False)
+    assert again.history == result.history  # the recorded recipe equals the recipe: it resumes
+
+
+def test_annotations_resolve_to_the_result_types():
+    import typing
+
+    from fcnlib import engine, evaluation
+
+    assert typing.get_type_hints(engine.train)["return"] is engine.TrainResult
+    assert typing.get_type_hints(evaluation.evaluate)["return"] is evaluation.EvalResult
+
+
+def test_the_engine_re_exports_nothing_and_old_names_warn():
+    import importlib
+
+    from fcnlib import engine
+
+    for name in engine.__all__:
+        obj = getattr(engine, name)
+        assert getattr(obj, "__module__", "fcnlib.engine") == "fcnlib.engine", name
+    for name, module in engine._MOVED.items():
+        assert name not in engine.__all__
+        with pytest.warns(DeprecationWarning, match=f"fcnlib.engine.{name} is deprecated"):
+            old = getattr(engine, name)
+        assert old is getattr(importlib.import_module(f"fcnlib.{module}"), name)
+    with pytest.raises(AttributeError):
+        engine.no_such_name
+
+
+def test_results_files_of_both_schemas_read(tmp_path):
+    from fcnlib.evaluation import RESULTS_SCHEMA, EvalResult, read_results, results_record
+
+    matrix = torch.tensor([[3, 1], [0, 0]])
+    res = EvalResult(0.75, 0.5, 0.375, 0.5, torch.tensor([0.75, 0.0]), torch.tensor([0.75, float("nan")]),
+                     matrix, 0.25, 2)
+    record = results_record(res, ["a", "b"], evaluation={"scale": 1.0, "flip": False},
+                            data={"name": "shapes", "root": None, "split": "val"}, model={"checkpoint": "x"})
+    assert record["schema"] == RESULTS_SCHEMA == 2 and record["data"]["images"] == 2
+    assert record["metrics"] == {"pixAcc": 0.75, "meanAcc": 0.5, "mIoU": 0.375, "fwIoU": 0.5, "loss": 0.25}
+    assert record["per_class_iou"] == {"a": 0.75, "b": 0.0} and record["confusion"] == [[3, 1], [0, 0]]
+    assert res["mIoU"] == res.mIoU and "mIoU_per_image" not in res
+    new, old = tmp_path / "new.json", tmp_path / "old.json"
+    new.write_text(json.dumps(record))
+    old.write_text(json.dumps({k: v for k, v in record.items() if k != "schema"}))
+    assert read_results(new) == record and read_results(old)["schema"] == 1
+    (tmp_path / "future.json").write_text(json.dumps({**record, "schema": 99}))
+    with pytest.raises(FcnlibError, match="results schema 99"):
+        read_results(tmp_path / "future.json")

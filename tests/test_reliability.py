@@ -147,7 +147,7 @@ def test_diverging_lr_saves_no_bad_checkpoint(tmp_path):
 
 
 def test_non_finite_weights_with_finite_loss_are_not_saved(tmp_path, monkeypatch):
-    assert train(tiny(tmp_path, epochs=2), progress=False, max_steps=2) == {"interrupted_at_step": 2}
+    assert train(tiny(tmp_path, epochs=2), progress=False, max_steps=2).interrupted_at_step == 2
     last = tmp_path / "run" / "last.pt"
     before = file_sha256(last)
     from fcnlib import engine
@@ -192,7 +192,7 @@ def test_lock_of_a_dead_run_is_taken_over(tmp_path):
     dead.wait()
     (out / LOCK_NAME).write_text(f"{dead.pid} {socket.gethostname()}\n")
     result = train(tiny(tmp_path), progress=False)
-    assert result["best_miou"] >= 0 and not (out / LOCK_NAME).exists()
+    assert result.best_miou >= 0 and not (out / LOCK_NAME).exists()
 
 
 def test_lock_of_a_live_process_refuses_and_touches_nothing(tmp_path):
@@ -225,7 +225,7 @@ def test_leftover_temporaries_are_removed_and_files_get_normal_permissions(tmp_p
 
 def test_interrupted_first_epoch_says_what_to_do(tmp_path):
     cfg = tiny(tmp_path, epochs=2, limit_train=32, batch_size=8)
-    assert train(cfg, progress=False, max_steps=2) == {"interrupted_at_step": 2}
+    assert train(cfg, progress=False, max_steps=2).interrupted_at_step == 2
     with pytest.raises(OutputFolderError, match=r"stopped before its first epoch was saved\); start again with `overwrite`"):
         train(cfg, resume=True, progress=False)
     (tmp_path / "run" / "notes.txt").write_text("x")
@@ -245,7 +245,7 @@ def test_resume_refuses_changed_settings_and_allows_execution_ones(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
     # same recipe, other execution settings: nothing to do beyond the recorded epoch, and no error
     result = train(tiny(tmp_path, epochs=1, log_every=5, workers=0), resume=True, progress=False)
-    assert len(result["history"]) == 1
+    assert len(result.history) == 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,20 +256,20 @@ def test_resume_refuses_changed_settings_and_allows_execution_ones(tmp_path):
 def test_max_minutes_stops_after_the_epoch_in_which_it_runs_out(tmp_path):
     cfg = tiny(tmp_path, epochs=50, max_minutes=1e-4, val_every=10)
     result = train(cfg, progress=False)
-    assert result["stopped_by_budget"] is True
-    assert len(result["history"]) == 1 and result["history"][0]["mIoU"] is not None  # validated
+    assert result.stopped_by_budget is True
+    assert len(result.history) == 1 and result.history[0]["mIoU"] is not None  # validated
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["config"]["max_minutes"] == 1e-4
-    assert 0 < ckpt["train_seconds"] <= result["train_seconds"]
+    assert 0 < ckpt["train_seconds"] <= result.train_seconds
     # the poly schedule followed the budget: the budget was spent, so the last rate is the floor
     steps = 16 // 8
-    assert result["history"][0]["lr"] == pytest.approx(cfg.lr * (1 / (50 * steps)) ** cfg.poly_power, rel=1e-6)
+    assert result.history[0]["lr"] == pytest.approx(cfg.lr * (1 / (50 * steps)) ** cfg.poly_power, rel=1e-6)
 
 
 def test_without_budget_every_epoch_runs_and_val_every_skips_validation(tmp_path):
     result = train(tiny(tmp_path, epochs=3, val_every=2), progress=False)
-    assert result["stopped_by_budget"] is False
-    assert [r["mIoU"] is not None for r in result["history"]] == [False, True, True]
+    assert result.stopped_by_budget is False
+    assert [r["mIoU"] is not None for r in result.history] == [False, True, True]
     rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert rows[1].split(",")[3:6] == ["", "", ""]  # no validation in epoch 1: empty, not NaN
 
@@ -294,7 +294,7 @@ def test_unsafe_pickle_refusal_explains_the_danger(capsys, tmp_path):
 
 def test_checkpoint_saved_before_the_reshape_still_loads():
     """tests/data/pre-reshape-shapes.pt was written by `fcnlib train` at commit 01197cd."""
-    from fcnlib.engine import model_from_checkpoint
+    from fcnlib.trained import model_from_checkpoint
 
     path = REPO / "tests" / "data" / "pre-reshape-shapes.pt"
     model, ckpt = model_from_checkpoint(path)

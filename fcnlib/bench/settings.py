@@ -113,52 +113,9 @@ def settings_for(device: torch.device, quick: bool, tiny: bool = False) -> Bench
     1/16, one timed step per repeat; every section still runs.
     """
     if tiny:
-        return BenchSettings(
-            "tiny",
-            width=0.0625,
-            train_batch=2,
-            train_size=64,
-            train_steps=1,
-            warmup=1,
-            repeats=2,
-            compile=False,
-            metric_batch=2,
-            metric_size=(96, 128),
-            metric_calls=2,
-            infer_images=_scaled_images(16),
-            infer_repeats=(1, 1, 1),
-            infer_warmup=(1, 0, 0),
-            infer_train_size=32,
-            infer_tile=64,
-            infer_overlap=16,
-            scale_batches=(1, 2),
-            scale_batch_size=48,
-            scale_sizes=(32, 64),
-            scale_size_batch=1,
-            scale_steps=1,
-        )
+        return _tiny_settings()
     if device.type == "cuda":
-        if not quick:
-            return BenchSettings("gpu-full", width=1.0)
-        return BenchSettings(
-            "gpu-quick",
-            width=1.0,
-            train_batch=4,
-            train_size=256,
-            train_steps=5,
-            warmup=2,
-            repeats=3,
-            compile=False,
-            metric_batch=4,
-            metric_calls=5,
-            infer_repeats=(3, 2, 1),
-            infer_warmup=(1, 1, 1),
-            scale_batches=(1, 2, 4),
-            scale_batch_size=256,
-            scale_sizes=(128, 256, 384),
-            scale_size_batch=2,
-            scale_steps=3,
-        )
+        return _gpu_quick_settings() if quick else BenchSettings("gpu-full", width=1.0)
     if quick:
         return BenchSettings(
             "cpu-quick",
@@ -215,3 +172,54 @@ def peak_tflops(device_name: str | None) -> dict[str, Any] | None:
         if re.search(entry["pattern"], device_name, flags=re.IGNORECASE):
             return {k: v for k, v in entry.items() if k != "pattern"}
     return None
+
+
+def _tiny_settings() -> BenchSettings:
+    """The tests' profile (see :func:`settings_for`)."""
+    return BenchSettings(
+        "tiny",
+        width=0.0625,
+        train_batch=2,
+        train_size=64,
+        train_steps=1,
+        warmup=1,
+        repeats=2,
+        compile=False,
+        metric_batch=2,
+        metric_size=(96, 128),
+        metric_calls=2,
+        infer_images=_scaled_images(16),
+        infer_repeats=(1, 1, 1),
+        infer_warmup=(1, 0, 0),
+        infer_train_size=32,
+        infer_tile=64,
+        infer_overlap=16,
+        scale_batches=(1, 2),
+        scale_batch_size=48,
+        scale_sizes=(32, 64),
+        scale_size_batch=1,
+        scale_steps=1,
+    )
+
+
+def _gpu_quick_settings() -> BenchSettings:
+    """The GPU ``quick`` profile (see :func:`settings_for`)."""
+    return BenchSettings(
+        "gpu-quick",
+        width=1.0,
+        train_batch=4,
+        train_size=256,
+        train_steps=5,
+        warmup=2,
+        repeats=3,
+        compile=False,
+        metric_batch=4,
+        metric_calls=5,
+        infer_repeats=(3, 2, 1),
+        infer_warmup=(1, 1, 1),
+        scale_batches=(1, 2, 4),
+        scale_batch_size=256,
+        scale_sizes=(128, 256, 384),
+        scale_size_batch=2,
+        scale_steps=3,
+    )

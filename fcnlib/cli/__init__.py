@@ -85,14 +85,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
     )
     for name, res in results.items():
-        if "best_miou" in res:
-            budget = " (time budget reached)" if res.get("stopped_by_budget") else ""
-            print(
-                f"{name}: best val mIoU {res['best_miou']:.4f} after {len(res['history'])} epochs, "
-                f"{res['train_seconds'] / 60:.1f} min{budget} -> {res['out']}/best.pt"
-            )
-        else:
-            print(f"{name}: {', '.join(f'{k} {v}' for k, v in res.items())}")
+        budget = " (time budget reached)" if res.stopped_by_budget else ""
+        skipped = f" ({res.skipped})" if res.skipped else ""
+        print(
+            f"{name}: best val mIoU {res.best_miou:.4f} after {len(res.history)} epochs, "
+            f"{res.train_seconds / 60:.1f} min{budget}{skipped} -> {res.out}/best.pt"
+        )
     return 0
 
 
