@@ -124,7 +124,10 @@ def _field_errors(ckpt: dict[str, Any]) -> list[str]:
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()),
             "model: not a state dict of named tensors",
         ),
-        (ckpt["model_name"] in _STRIDES, f"model_name: {ckpt['model_name']!r} is not a model"),
+        (
+            isinstance(ckpt["model_name"], str) and ckpt["model_name"] in _STRIDES,
+            f"model_name: {ckpt['model_name']!r} is not a model",
+        ),
         (
             isinstance(ckpt["config"], dict) and all(isinstance(k, str) for k in ckpt["config"]),
             "config: not a mapping of settings",

@@ -248,6 +248,7 @@ def _bias_of_head(ck):
 
 BAD_CHECKPOINTS = [  # (change, words naming the field)
     (lambda ck: ck.update(model_name="fcn4s"), "model_name: 'fcn4s' is not a model"),
+    (lambda ck: ck.update(model_name=["x"]), "model_name: ['x'] is not a model"),  # unhashable
     (lambda ck: ck.update(num_classes="6"), "num_classes: '6' is not a whole number"),
     (lambda ck: ck.update(num_classes=1), "num_classes: 1 is not a whole number in 2..255"),
     (lambda ck: ck.update(epoch=-1), "epoch: -1"),
