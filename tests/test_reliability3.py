@@ -226,14 +226,14 @@ def test_the_memory_estimate_is_above_what_a_step_takes():
 
 
 def test_a_memory_error_that_still_happens_is_one_line(capsys, monkeypatch):
-    import fcnlib.engine
+    import fcnlib.evaluation
 
     def exhausted(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(fcnlib.engine, "evaluate", exhausted)
+    monkeypatch.setattr(fcnlib.evaluation, "evaluate", exhausted)
     one_line_error(capsys, ["eval", "--weights", "shapes-demo", "--limit", "1"], "out of memory")
-    monkeypatch.setattr(fcnlib.engine, "evaluate", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    monkeypatch.setattr(fcnlib.evaluation, "evaluate", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
     one_line_error(capsys, ["eval", "--weights", "shapes-demo", "--limit", "1"], "out of memory")
 
 
