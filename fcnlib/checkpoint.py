@@ -137,7 +137,9 @@ def _field_errors(ckpt: dict[str, Any]) -> list[str]:
             f"num_classes: {n!r} is not a whole number in 2..255",
         ),
         (
-            isinstance(ckpt["epoch"], int) and 0 <= ckpt["epoch"] <= 10**6,
+            _is_number(ckpt["epoch"])
+            and isinstance(ckpt["epoch"], int)
+            and 0 <= ckpt["epoch"] <= 10**6,
             f"epoch: {ckpt['epoch']!r} is not a whole number >= 0",
         ),
         (
