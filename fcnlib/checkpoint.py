@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import FcnlibError
+from .errors import FcnlibError, one_line
 from .fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -37,12 +37,14 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "training_state",
+    "validate_checkpoint",
 ]
 
 #: Marker stored in every checkpoint written by fcnlib.
 FORMAT = "fcnlib-checkpoint-v1"
 #: Keys every fcnlib checkpoint has (older ones lack ``train_seconds``, which is optional).
 REQUIRED_KEYS = ("model", "model_name", "config", "num_classes", "epoch")
+_STRIDES = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}
 _TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "rng", "history", "best_miou")
 
 
@@ -104,7 +106,95 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path} is an incomplete fcnlib checkpoint (missing {', '.join(missing)})"
         )
+    validate_checkpoint(obj, path)
     return obj
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _field_errors(ckpt: dict[str, Any]) -> list[str]:
+    """What is wrong with each field of an fcnlib checkpoint (empty: nothing)."""
+    model, n, classes = ckpt["model"], ckpt["num_classes"], ckpt.get("classes")
+    checks = [
+        (
+            isinstance(model, dict)
+            and bool(model)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()),
+            "model: not a state dict of named tensors",
+        ),
+        (
+            isinstance(ckpt["model_name"], str) and ckpt["model_name"] in _STRIDES,
+            f"model_name: {ckpt['model_name']!r} is not a model",
+        ),
+        (
+            isinstance(ckpt["config"], dict) and all(isinstance(k, str) for k in ckpt["config"]),
+            "config: not a mapping of settings",
+        ),
+        (
+            isinstance(n, int) and not isinstance(n, bool) and 2 <= n <= 255,
+            f"num_classes: {n!r} is not a whole number in 2..255",
+        ),
+        (
+            _is_number(ckpt["epoch"])
+            and isinstance(ckpt["epoch"], int)
+            and 0 <= ckpt["epoch"] <= 10**6,
+            f"epoch: {ckpt['epoch']!r} is not a whole number >= 0",
+        ),
+        (
+            classes is None
+            or (isinstance(classes, list) and all(isinstance(c, str) for c in classes)),
+            "classes: not a list of names",
+        ),
+        (
+            classes is None or not isinstance(classes, list) or len(classes) == n,
+            f"classes: {len(classes or [])} names for num_classes {n}",
+        ),
+        ("history" not in ckpt or isinstance(ckpt["history"], list), "history: not a list"),
+        (
+            "best_miou" not in ckpt or _is_number(ckpt["best_miou"]),
+            f"best_miou: {ckpt.get('best_miou')!r} is not a number",
+        ),
+        (
+            ckpt.get("train_seconds") is None
+            or (_is_number(ckpt["train_seconds"]) and ckpt["train_seconds"] >= 0),
+            f"train_seconds: {ckpt.get('train_seconds')!r} is not a duration",
+        ),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def _state_errors(ckpt: dict[str, Any]) -> list[str]:
+    """Where the state dict disagrees with ``num_classes`` and ``model_name``."""
+    model, n, stride = ckpt["model"], ckpt["num_classes"], _STRIDES[ckpt["model_name"]]
+    heads = sorted(
+        (k for k in model if re.fullmatch(r"head\.\d+\.bias", k)),
+        key=lambda k: int(k.split(".")[1]),
+    )
+    scores = [k for k in ("score_pool4.bias", "score_pool3.bias") if k in model] + heads[-1:]
+    errors = [
+        f"model: {k} has {tuple(model[k].shape)} outputs, not num_classes {n}"
+        for k in scores
+        if tuple(model[k].shape) != (n,)
+    ]
+    for layer, needed in (("score_pool4", stride <= 16), ("score_pool3", stride == 8)):
+        if needed != (f"{layer}.weight" in model):
+            has = "has" if not needed else "lacks"
+            errors.append(
+                f"model: {has} {layer}, which model_name {ckpt['model_name']} does not fit"
+            )
+    return errors
+
+
+def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse an fcnlib checkpoint whose fields have the wrong type, range or length, or disagree
+    with its state dict; the one-line message names the file and the field."""
+    errors = _field_errors(ckpt)
+    if not errors:
+        errors = _state_errors(ckpt)
+    if errors:
+        raise CheckpointError(f"{path} is not a valid fcnlib checkpoint: {errors[0]}")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -180,9 +270,17 @@ def restore_training_state(
         raise CheckpointError(
             f"{path} does not fit the recipe's model: {str(exc).splitlines()[0]}"
         ) from None
-    scheduler.load_state_dict(ckpt["scheduler"])
-    scaler.load_state_dict(ckpt["scaler"])
-    set_rng_state(ckpt["rng"])
+    for name, restore in (
+        ("scheduler", scheduler.load_state_dict),
+        ("scaler", scaler.load_state_dict),
+        ("rng", set_rng_state),
+    ):
+        try:
+            restore(ckpt[name])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{path} is not a valid fcnlib checkpoint: {name}: {one_line(exc)[:200]}"
+            ) from None
     if not math.isfinite(float(ckpt["best_miou"])):
         raise CheckpointError(f"{path} records a non-finite best mIoU")
     return ckpt

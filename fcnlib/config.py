@@ -23,8 +23,10 @@ import yaml
 from .constants import DEFAULT_MAX_IMAGE_PIXELS
 from .cpu import parse_threads
 from .data.registry import DATASETS, SHAPES
+from .limits import bound_errors
 from .models import HEADS, MODEL_NAMES, STRIDES, UPSAMPLES
 from .settings import ConfigError, amp_setting, device_setting, setting, workers_setting
+from .yamlsafe import load_recipe_yaml
 
 __all__ = [
     "EXECUTION_KEYS",
@@ -299,7 +301,7 @@ def _optim_run_errors(c: TrainConfig) -> list[str]:
         (c.log_every >= 1, f"log_every must be >= 1, not {c.log_every}"),
         (bool(c.out.strip()), "out must be a folder path"),
     ]
-    return [message for ok, message in checks if not ok]
+    return [message for ok, message in checks if not ok] + bound_errors(dataclasses.asdict(c))
 
 
 @dataclass(frozen=True)
@@ -409,8 +411,7 @@ _RecipeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _u
 
 def _read_recipe(path: Path) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as f:
-            loaded = yaml.load(f, Loader=_RecipeLoader) or {}  # safe: no Python tags
+        loaded = load_recipe_yaml(path) or {}  # safe: no Python tags; size/depth/alias limits
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     except OSError as exc:

@@ -7,6 +7,7 @@ import os
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 import torch
@@ -137,6 +138,32 @@ def _process_group_env() -> tuple[int, int, int]:
     return world_size, rank, local_rank
 
 
+#: Longest wait, in seconds, for the other processes of a group that ``torchrun`` did not start
+#: (PyTorch's own default is 30 minutes, which looks like a hang).
+RENDEZVOUS_TIMEOUT_S = 30
+
+
+def _join_process_group(backend: str, world_size: int, rank: int) -> None:
+    """``init_process_group`` from torchrun's variables; outside ``torchrun`` (no
+    ``TORCHELASTIC_RUN_ID``) within :data:`RENDEZVOUS_TIMEOUT_S`; any failure is one line."""
+    by_torchrun = bool(os.environ.get("TORCHELASTIC_RUN_ID"))
+    wait = None if by_torchrun else RENDEZVOUS_TIMEOUT_S
+    where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    try:
+        if wait is None:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=wait))
+    except Exception as exc:  # noqa: BLE001 - timeouts, refused connections, bad addresses
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        waited = f"within {wait} s " if wait is not None else ""
+        raise DeviceError(
+            f"WORLD_SIZE={world_size} RANK={rank}: the other processes did not join at {where} "
+            f"{waited}({reason}); start every process with torchrun, or unset WORLD_SIZE, RANK, "
+            "MASTER_ADDR and MASTER_PORT to run as one process"
+        ) from None
+
+
 def setup_context(
     device: str = "auto", amp: str = "auto", threads: int | str | None = "auto", *, train=False
 ) -> Context:
@@ -162,7 +189,7 @@ def setup_context(
             dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        _join_process_group("nccl" if dev.type == "cuda" else "gloo", world_size, rank)
     if amp == "fp16" and dev.type != "cuda":
         raise DeviceError("amp fp16 needs a CUDA GPU; on the CPU use bf16 or off (`amp`)")
     if dev.type == "cuda":

@@ -44,6 +44,8 @@ from .evaluation import EvalResult
 from .evaluation import check_scaled_size as _check_scaled_size
 from .evaluation import evaluate as _evaluate
 from .fileio import atomic_write_bytes, atomic_write_text
+from .guards import check_staged_resume
+from .limits import check_run
 from .loaders import build_datasets as _build_datasets
 from .loaders import class_weights as _class_weights
 from .loaders import dataset_attr as _dataset_attr
@@ -529,6 +531,7 @@ def train(
     stay intact.
     """
     started = time.perf_counter()
+    check_run(cfg)  # threads, workers and a batch's memory against this machine
     ctx = _setup_context(cfg.device, cfg.amp, cfg.threads, train=True)
     if ctx.is_main:
         tqdm.write(ctx.describe())  # precision and threads, and why (also in the checkpoints)
@@ -586,6 +589,7 @@ def train_stages(
     """
     if not cfg.stages:
         return {cfg.model: train(cfg, resume=resume, overwrite=overwrite, progress=progress)}
+    check_staged_resume(cfg, resume)  # a staged --resume needs a stage's last.pt
     results: dict[str, TrainResult] = {}
     parent = cfg.init_from
     for k, name in enumerate(cfg.stages):

@@ -4,7 +4,9 @@ Readers see the old file or the new one, never a truncated one, whatever moment 
 killed at. New files get the usual permissions (0666 minus the umask), not the temporary file's
 0600. A symbolic link is followed (its target is replaced, the link kept); a target that exists
 and is not a regular file (a folder, a device such as /dev/null, a pipe) is refused, since a
-rename would replace it. Imports nothing of fcnlib.
+rename would replace it. A full disk (or quota) during a write is one ``OSError`` (ENOSPC) that names the file and says
+that the previous file is intact, whatever layer (``torch.save``'s zip writer) hit it first.
+Imports nothing of fcnlib.
 """
 
 from __future__ import annotations
@@ -67,10 +69,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if _disk_full(exc):  # e.g. torch's "unexpected pos" over the OSError it hit
+            kept = "the previous file is intact" if path.exists() else "nothing was written"
+            raise OSError(
+                errno.ENOSPC, f"no space left on device while writing it ({kept})", str(path)
+            ) from None
         raise
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """True if ``exc`` or an exception it arose from is "no space left" (or over the quota)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:

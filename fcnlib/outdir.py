@@ -1,16 +1,25 @@
 """A training run's output folder, owned by one run at a time.
 
-The run that trains into a folder holds ``.fcnlib.lock`` (its pid and host) for its whole life; a
-second run into the same folder is refused at start. A lock left by a run that no longer exists
-(killed, crashed) is taken over. Temporary files of interrupted saves are removed on entry. A
+The run that trains into a folder holds ``.fcnlib.lock`` for its whole life: one JSON line with
+its pid, host, the process's start time (``/proc/<pid>/stat``) and boot id, its command and the
+time it started. A second run into the same folder is refused at start, with a message that names
+the lock file and says when deleting it is safe. A lock left by a run that no longer exists
+(killed, crashed), whose pid now belongs to another process (the start time differs: a reused
+pid, e.g. 1 in a container) or that no process can hold (a pid above the kernel's ``pid_max``)
+is taken over. A lock of the older ``pid host`` form whose pid is alive is refused with the same
+advice. Temporary files of interrupted saves are removed on entry. A
 folder that the run created and that is still empty when it fails is removed again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from .errors import FcnlibError
 from .fileio import TMP_SUFFIX, remove_stale_temporaries
@@ -24,6 +33,62 @@ RUN_FILES = ("last.pt", "best.pt", "history.csv", "curves.png")
 
 class OutputFolderError(FcnlibError, FileExistsError):
     """The output folder is busy, already holds a run, or cannot be written."""
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 2**22  # Linux's largest pid_max
+
+
+def _process_start(pid: int) -> tuple[str | None, str | None]:
+    """``(start time in clock ticks since boot, boot id)`` of ``pid``; ``None`` where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat[stat.rindex(")") + 2 :].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None, None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = None
+    return start, boot
+
+
+def _lock_record(pid: int) -> dict[str, object]:
+    """What a lock records of process ``pid`` (the command and time only for this process)."""
+    start, boot = _process_start(pid)
+    record: dict[str, object] = {"pid": pid, "host": socket.gethostname()}
+    if start is not None:
+        record.update(start=start, boot=boot)
+    if pid == os.getpid():
+        prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        prog = "fcnlib" if prog in ("__main__.py", "fcnlib") else prog
+        record["command"] = " ".join([prog, *sys.argv[1:]])[:300]
+        record["time"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return record
+
+
+def _read_lock(lock: Path) -> dict[str, Any] | None:
+    """The lock's record (JSON, or the older ``pid host`` line); None if unreadable."""
+    try:
+        text = lock.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        parts = text.split()
+        record = {"pid": parts[0], "host": parts[1]} if len(parts) >= 2 else None
+    if not isinstance(record, dict) or "host" not in record:
+        return None
+    try:
+        pid = record["pid"]
+        record["pid"] = int(pid) if not isinstance(pid, (bool, float)) else None
+    except (KeyError, ValueError, TypeError):
+        return None
+    return record if record["pid"] is not None else None
 
 
 def _alive(pid: int) -> bool:
@@ -77,7 +142,11 @@ class OutputFolder:
             raise OutputFolderError(
                 f"cannot create output folder {self.path}: {exc.strerror or exc} (`out`)"
             ) from None
-        self._take_lock()
+        try:
+            self._take_lock()
+        except BaseException:
+            self._remove_if_unused()
+            raise
         try:
             remove_stale_temporaries(self.path)
             self._check_contents()
@@ -112,8 +181,14 @@ class OutputFolder:
                 raise OutputFolderError(
                     f"cannot write into output folder {self.path}: {exc.strerror or exc} (`out`)"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {socket.gethostname()}\n")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(json.dumps(_lock_record(os.getpid())) + "\n")
+            except OSError as exc:  # a full disk: no empty lock is left behind
+                self.lock.unlink(missing_ok=True)
+                raise OutputFolderError(
+                    f"cannot write the lock {self.lock}: {exc.strerror or exc} (`out`)"
+                ) from None
             self._locked = True
             return
         raise OutputFolderError(
@@ -121,22 +196,32 @@ class OutputFolder:
         )
 
     def _holder_alive(self) -> bool:
-        try:
-            pid_text, host = self.lock.read_text().split()[:2]
-            pid = int(pid_text)
-        except (OSError, ValueError):
+        """False for a stale lock (taken over); raises for a lock of a run that may be alive."""
+        held = _read_lock(self.lock)
+        if held is None:
             return False  # unreadable or half-written: treat as stale
+        pid, host = held["pid"], held.get("host")
         if host != socket.gethostname():
             raise OutputFolderError(
-                f"output folder {self.path} is in use by a run on host {host} (pid {pid}); "
-                f"wait for it, or remove {self.lock} if that run is gone"
+                f"output folder {self.path} is in use by a run on host {host} (pid {pid}); wait "
+                f"for it; {self.lock} is safe to delete only once that run has ended"
             )
-        if _alive(pid) and pid != os.getpid():
+        if not 0 < pid <= _pid_max() or pid == os.getpid() or not _alive(pid):
+            return False  # impossible, our own, or ended
+        now = _lock_record(pid)
+        if "start" in held and now.get("start") is not None:
+            if (held["start"], held.get("boot")) != (now["start"], now.get("boot")):
+                return False  # the pid now belongs to another process
             raise OutputFolderError(
-                f"another fcnlib run (pid {pid}) is writing into {self.path}; wait for it "
-                "to finish or choose another `out`"
+                f"another fcnlib run (pid {pid}, started {held.get('time', '?')}: "
+                f"{held.get('command', '?')}) is writing into {self.path}; wait for it to finish "
+                f"or choose another `out` ({self.lock} is safe to delete only once it has ended)"
             )
-        return False
+        raise OutputFolderError(
+            f"another fcnlib run (pid {pid}) may be writing into {self.path}; wait for it or "
+            f"choose another `out`; if pid {pid} is not an fcnlib run (a reused pid: see "
+            f"`ps -p {pid} -o args`), delete {self.lock}"
+        )
 
     def _release(self) -> None:
         if self._locked:

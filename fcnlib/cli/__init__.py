@@ -7,6 +7,7 @@ diverging loss) print one line, ``fcnlib: error: ...``, and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -22,6 +23,14 @@ use_passive_wait()  # OMP_WAIT_POLICY=PASSIVE before the imports below load torc
 from ..data.registry import DATASETS, downloadable
 from ..errors import FcnlibError, one_line
 from ..fileio import write_target
+from ..guards import guard_eval, guard_predict, guard_train
+from ..limits import (
+    check_environment,
+    check_eval_memory,
+    check_options,
+    check_predict_memory,
+    out_of_memory_message,
+)
 from ..provenance import run_info  # also importable as fcnlib.cli.run_info
 from ..settings import EvalSettings, PredictSettings
 from .flags import add_settings_arguments, settings_from_args, to_flags
@@ -75,6 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..engine import train_stages
 
     cfg = config_from_args(args)
+    guard_train(cfg, args.config, args.resume)  # outputs replace no input; staged --resume
     results = train_stages(
         cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
     )
@@ -124,6 +134,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     s = settings_from_args(args, EvalSettings).validate()
     if args.boundary is not None and not all(1 <= w <= 1024 for w in args.boundary):
         raise FcnlibError(f"--boundary widths must be 1..1024 pixels, got {args.boundary}")
+    check_options(dataclasses.asdict(s))  # upper bounds; workers by cores and memory
+    guard_eval(args)  # --out is no file that eval reads
     out = Path(args.out) if args.out else None
     if out is not None:
         _refuse_existing(out, args.overwrite)
@@ -140,6 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ds = torch.utils.data.Subset(ds, range(min(s.limit, len(ds))))
     scale = (s.scale[0] if len(s.scale) == 1 else list(s.scale)) if s.scale else trained.eval_scale
     flip = s.flip if s.flip is not None else trained.eval_flip
+    check_eval_memory(ds, s.batch_size, scale, trained.model, ctx.device)  # before allocating
     res = evaluate(
         model,
         val_loader(ds, ctx, s.batch_size, s.workers),
@@ -187,13 +200,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         card = dict(get_weights(args.weights).meta.get("predict") or {})
     s = settings_from_args(args, PredictSettings).resolved(card)
+    check_options(dataclasses.asdict(s))  # upper bounds
     ctx = setup_context(s.device, "off")
+    guard_predict(images, checkpoint, args.out)  # files, a writable --out, the checkpoint kept
     names = plan_outputs(images, args.out, overwrite=args.overwrite)  # distinct, nothing replaced
     for image in images:  # missing, non-image or too large: refused before the model loads
         probe_image(image, s.max_image_pixels)
     trained = load_trained(checkpoint, args.weights)
     model = trained.model.to(ctx.device)
     palette = trained.palette or palette_for_classes(trained.classes)
+    for image in images:  # before the first output: each image's step fits in memory
+        check_predict_memory(
+            probe_image(image, s.max_image_pixels), dataclasses.asdict(s), model, ctx.device
+        )
     for image, name in zip(images, names):
         paths = predict_file(
             model,
@@ -402,9 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        check_environment()  # thread counts from the environment, before any thread pool starts
         return args.func(args)
     except (FcnlibError, OSError) as exc:
         print(f"fcnlib: error: {to_flags(_message(exc))}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:  # memory errors that the estimates did not foresee
+        if out_of_memory_message(exc) is None:
+            raise
+        print(f"fcnlib: error: {out_of_memory_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import FcnlibError
 from .heads import FCNHead, PaperHead, Upsample, Upsampler
 from .vgg import BackboneWeightsError, cfgs, load_vgg16_state_dict, make_layers, scaled
 from .weights import Weights, WeightsError, get_weights
@@ -21,11 +22,14 @@ from .weights import Weights, WeightsError, get_weights
 __all__ = [
     "FCN",
     "HEADS",
+    "MAX_CLASSES",
     "MIN_INPUT_SIZE",
     "MODEL_NAMES",
     "STRIDES",
     "UPSAMPLES",
+    "WIDTH_RANGE",
     "Head",
+    "ModelError",
     "ModelName",
     "build_model",
     "fcn8s",
@@ -45,6 +49,48 @@ UPSAMPLES: tuple[str, ...] = get_args(Upsample)
 
 #: Inputs smaller than this (in either dimension) are padded up to it; see :class:`FCN`.
 MIN_INPUT_SIZE = 32
+#: Most classes: label 255 is the ignore value of every mask.
+MAX_CLASSES = 255
+#: Channel multipliers allowed (1/64 of VGG16 up to 4 times it).
+WIDTH_RANGE = (1 / 64, 4.0)
+#: What a builder uses without ``weights`` when an architecture argument is left out (None).
+_ARCH_DEFAULTS = {"head": "paper", "upsample": "bilinear", "width": 1.0, "batch_norm": False}
+
+
+class ModelError(FcnlibError, ValueError):
+    """Builder arguments that describe no model (one-line message)."""
+
+
+def _check_arguments(
+    stride: object,
+    num_classes: object,
+    head: object,
+    upsample: object,
+    width: object,
+    batch_norm: object,
+) -> None:
+    low, high = WIDTH_RANGE
+    checks = (
+        (stride in (32, 16, 8), f"stride must be 32, 16 or 8, got {stride!r}"),
+        (
+            isinstance(num_classes, int)
+            and not isinstance(num_classes, bool)
+            and 2 <= num_classes <= MAX_CLASSES,
+            f"num_classes must be a whole number in 2..{MAX_CLASSES}, got {num_classes!r}",
+        ),
+        (head in HEADS, f"head must be 'paper' or 'light', got {head!r}"),
+        (upsample in UPSAMPLES, f"upsample must be 'bilinear' or 'deconv', got {upsample!r}"),
+        (
+            isinstance(width, (int, float))
+            and not isinstance(width, bool)
+            and low <= width <= high,
+            f"width must be a number in {low:g}..{high:g}, got {width!r}",
+        ),
+        (isinstance(batch_norm, bool), f"batch_norm must be True or False, got {batch_norm!r}"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise ModelError(message)
 
 
 class FCN(nn.Module):
@@ -76,12 +122,7 @@ class FCN(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if stride not in (32, 16, 8):
-            raise ValueError(f"stride must be 32, 16 or 8, got {stride}")
-        if head not in HEADS:
-            raise ValueError(f"head must be 'paper' or 'light', got {head!r}")
-        if upsample not in UPSAMPLES:
-            raise ValueError(f"upsample must be 'bilinear' or 'deconv', got {upsample!r}")
+        _check_arguments(stride, num_classes, head, upsample, width, batch_norm)
         self.stride = stride
         self.num_classes = num_classes
         self.head_type = head
@@ -158,6 +199,8 @@ def _build(
 ) -> FCN:
     if weights is not None:
         return _from_weights(stride, num_classes, get_weights(weights), **kw)
+    given = {k: v for k, v in kw.items() if k in _ARCH_DEFAULTS and v is not None}
+    kw.update({**_ARCH_DEFAULTS, **given})
     progress = kw.pop("progress", True)
     weights_backbone = kw.pop("weights_backbone", None)
     if weights_backbone is not None and kw["width"] != 1.0:
@@ -181,6 +224,16 @@ def _from_weights(stride: int, num_classes: int | None, weights: Weights, **kw) 
         )
     if kw.get("weights_backbone") is not None:
         raise WeightsError("give weights= or weights_backbone=, not both")
+    differ = [
+        f"{k}={kw[k]!r} (the weights have {arch[k]!r})"
+        for k in _ARCH_DEFAULTS
+        if kw.get(k) is not None and kw[k] != arch[k]
+    ]
+    if differ:
+        raise WeightsError(
+            f"weights {weights.name!r} fix the architecture; these arguments conflict with it: "
+            f"{', '.join(differ)} (leave them out)"
+        )
     model = FCN(
         stride,
         arch["num_classes"],
@@ -189,7 +242,14 @@ def _from_weights(stride: int, num_classes: int | None, weights: Weights, **kw) 
         width=arch["width"],
         batch_norm=arch["batch_norm"],
     )
-    model.load_state_dict(weights.get_state_dict())
+    try:
+        model.load_state_dict(weights.get_state_dict())
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise WeightsError(
+            f"weights file {weights.file} does not fit the architecture on its card: "
+            f"{'; '.join(lines[1:3])[:300] or lines[0]}"
+        ) from None
     return model.eval()
 
 
@@ -203,7 +263,11 @@ _BUILDER_DOC = """
     state dict; with ``head="paper"`` the VGG16 classifier's fc6/fc7 initialise the head.
     ``batch_norm=True`` uses the VGG16-BN layout (easier to train from scratch). ``width`` scales
     every channel count (needs ``weights_backbone=None`` unless 1.0). ``num_classes`` defaults
-    to 21 (PASCAL VOC) without ``weights``.
+    to 21 (PASCAL VOC) without ``weights``. ``head``, ``upsample``, ``width`` and ``batch_norm``
+    left out (None) mean ``"paper"``, ``"bilinear"``, 1.0 and False, or the weights' values;
+    given with ``weights``, they must agree with them. Arguments that describe no model
+    (``num_classes`` outside 2..255, a width outside 1/64..4, an unknown head) raise
+    :class:`ModelError`, conflicts with the weights :class:`WeightsError`.
     """
 
 
@@ -211,11 +275,11 @@ def fcn32s(
     num_classes: int | None = None,
     *,
     weights: str | Weights | None = None,
-    head: Head = "paper",
+    head: Head | None = None,
     weights_backbone: str | os.PathLike | None = None,
-    upsample: Upsample = "bilinear",
-    width: float = 1.0,
-    batch_norm: bool = False,
+    upsample: Upsample | None = None,
+    width: float | None = None,
+    batch_norm: bool | None = None,
     progress: bool = True,
 ) -> FCN:
     return _build(
@@ -235,11 +299,11 @@ def fcn16s(
     num_classes: int | None = None,
     *,
     weights: str | Weights | None = None,
-    head: Head = "paper",
+    head: Head | None = None,
     weights_backbone: str | os.PathLike | None = None,
-    upsample: Upsample = "bilinear",
-    width: float = 1.0,
-    batch_norm: bool = False,
+    upsample: Upsample | None = None,
+    width: float | None = None,
+    batch_norm: bool | None = None,
     progress: bool = True,
 ) -> FCN:
     return _build(
@@ -259,11 +323,11 @@ def fcn8s(
     num_classes: int | None = None,
     *,
     weights: str | Weights | None = None,
-    head: Head = "paper",
+    head: Head | None = None,
     weights_backbone: str | os.PathLike | None = None,
-    upsample: Upsample = "bilinear",
-    width: float = 1.0,
-    batch_norm: bool = False,
+    upsample: Upsample | None = None,
+    width: float | None = None,
+    batch_norm: bool | None = None,
     progress: bool = True,
 ) -> FCN:
     return _build(
@@ -299,7 +363,7 @@ def build_model(name: str, num_classes: int | None = None, **kwargs) -> FCN:
     try:
         builder = _BUILDERS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_BUILDERS)}") from None
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(_BUILDERS)}") from None
     return builder(num_classes, **kwargs)
 
 
