@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import FcnlibError, one_line
 from ..fileio import write_target
 from ..provenance import run_info  # also importable as fcnlib.cli.run_info
+from .export import add_parser as _add_export
 
 DATASET_NAMES = ("voc", "sbd", "trainaug", "camvid", "folder", "shapes")
 
@@ -521,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_predict(sub)
     _add_bench(sub)
+    _add_export(sub)
     return parser
 
 
