@@ -16,7 +16,7 @@ in and labels out:
 
 What a runtime needs is in the file's ``metadata_props`` (JSON strings): ``classes``, ``palette``,
 ``normalisation``, ``predict`` (mode, train size, scales, flip), ``source``, ``sha256``,
-``license``, ``inputs``.
+``license``, ``inputs``; and in a JSON file beside it (what ``_widgets_js/fcn/photo.js`` reads).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError
 from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .data.classes import palette_for_classes
 from .errors import FcnlibError
 from .fileio import atomic_write_bytes, write_target
 from .trained import load_trained
@@ -150,7 +151,9 @@ def _source_info(weights: str | os.PathLike) -> tuple[object, dict]:
         )
     return trained, {
         "classes": trained.classes,
-        "palette": trained.palette,
+        "palette": [list(c) for c in (trained.palette or palette_for_classes(trained.classes))][
+            : len(trained.classes)
+        ],
         "normalisation": normalisation,
         "predict": {k: settings[k] for k in ("mode", "train_size", "scales", "flip")},
         "source": trained.source,
@@ -214,11 +217,12 @@ def export_onnx(
     scales=None,
     flip: bool | None = None,
 ) -> Path:
-    """Export shipped weights (a name) or an fcnlib checkpoint (a path) to ONNX at ``out``.
+    """Export shipped weights (a name) or an fcnlib checkpoint (a path) to ONNX at ``out``, and
+    its metadata as JSON beside it (``out`` with suffix ``.json``, what a web page reads).
 
     Args:
         weights: a shipped weights name (``"camvid-cpu"``) or a checkpoint path.
-        out: the ``.onnx`` file to write (atomically: nothing half-written).
+        out: the ``.onnx`` file to write (both files atomically: nothing half-written).
         overwrite: replace an existing ``out``.
         train_size, scales, flip: override the card's ``predict`` settings (a checkpoint has no
             card: ``fcnlib.predict``'s defaults, 512 px, one scale, no flip).
@@ -227,7 +231,10 @@ def export_onnx(
         The path written. Raises :class:`ExportError` (or another ``FcnlibError``) with one line.
     """
     out = Path(out)
+    if out.suffix.lower() == ".json":
+        raise ExportError(f"{out}: the model file cannot end in .json (its metadata goes there)")
     _check_out(out, overwrite)
+    _check_out(out.with_suffix(".json"), overwrite)
     _require_onnx()
     import onnx
 
@@ -239,6 +246,7 @@ def export_onnx(
     onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in meta.items()})
     proto.producer_name = "fcnlib"
     atomic_write_bytes(proto.SerializeToString(), out)
+    atomic_write_bytes((json.dumps(meta, indent=1) + "\n").encode(), out.with_suffix(".json"))
     return out
 
 

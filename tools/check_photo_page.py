@@ -125,6 +125,7 @@ def check(page, good, bad, refs, min_agree: float, timeout_ms: int) -> list[str]
         if labels.shape != ref.shape:
             raise CheckFailed(f"{path.name}: page labels {labels.shape}, fcnlib predict {ref.shape}")
         agree = float((labels == ref).mean())
+        print(f"  {path.name}: {100 * agree:.2f} %", flush=True)
         lines.append(f"{path.name} {ref.shape[1]}x{ref.shape[0]}: {100 * agree:.2f} % of the "
                      f"pixels as fcnlib predict; model {ms:.0f} ms")
         if agree < min_agree:
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         good, bad = make_photos(Path(tmp), args.big)
         refs = references(good, Path(tmp))
+        print(f"references from fcnlib predict: {len(refs)} photos", flush=True)
         httpd, base = serve(root)
         try:
             with sync_playwright() as p:
