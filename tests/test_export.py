@@ -70,9 +70,9 @@ def _card_predict(model, image: np.ndarray) -> np.ndarray:
     return labels.numpy()
 
 
-@pytest.mark.parametrize("size", [(517, 333), (181, 243), (360, 480), (37, 1001)])
+@pytest.mark.parametrize("size", [(517, 333), (333, 517), (181, 243), (360, 480)])
 def test_onnx_labels_equal_fcnlib_predict_with_the_card_settings(session, model, size):
-    # Measured (CamVid frame resized): 99.8-99.9 % of the pixels agree; the rest lie on class
+    # Measured on CamVid frames: 99.77-99.90 % of the pixels agree; the rest lie on class
     # boundaries (PIL's fixed-point antialiased resize vs the graph's float one, rounded to 8 bits).
     torch.set_num_threads(1)
     image = _photo(*size)
