@@ -33,6 +33,7 @@ from ..limits import (
 )
 from ..provenance import run_info  # also importable as fcnlib.cli.run_info
 from ..settings import EvalSettings, PredictSettings
+from .export import add_parser as _add_export
 from .flags import add_settings_arguments, settings_from_args, to_flags
 
 DATASET_NAMES = tuple(DATASETS)  # the earlier name of the registry's keys
@@ -407,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .check_data import add_parser as add_check_data  # fcnlib check-data (issue 22)
 
     add_check_data(sub)
+    _add_export(sub)
     return parser
 
 
