@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max", type=int, default=DEFAULT_MAX,
                         help=f"widest allowed line (default {DEFAULT_MAX})")
     args = parser.parse_args(argv)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"no such file or folder: {' '.join(missing)}")
+        return 1
     found = notebooks(args.paths)
     if not found:
         print(f"no notebooks found in {' '.join(args.paths)}")
