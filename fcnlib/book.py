@@ -132,8 +132,8 @@ def camvid_root(download_if_missing: bool | None = None) -> Path | None:
         except DatasetError as exc:
             print(f"CamVid download failed: {exc}")
     print(
-        "CamVid not found (set FCNBOOK_CAMVID, or run `fcnlib download camvid --root data/camvid`); "
-        "this chapter falls back to the synthetic shapes."
+        "CamVid not found; this chapter falls back to the synthetic shapes.\n"
+        "(set FCNBOOK_CAMVID, or run `fcnlib download camvid --root data/camvid`)"
     )
     return None
 
