@@ -67,10 +67,14 @@ def make_photos(folder: Path, big: bool) -> tuple[list[Path], list[Path]]:
             good.append(folder / f"shapes-{i}.png")
             data.raw(i)[0].save(good[-1])
     base = Image.open(good[0]).convert("RGB")
-    portrait = folder / "portrait-exif6.jpg"  # stored 480x360 sideways; viewers show it 360x480
+    # A portrait photo (an upright 3:4 crop of the first frame) stored sideways, as cameras do,
+    # with EXIF orientation 6: a viewer (and fcnlib.predict) turns it 90 degrees clockwise.
+    portrait = folder / "portrait-exif6.jpg"
+    w, h = base.size
+    upright = base.crop(((w - h * 3 // 4) // 2, 0, (w + h * 3 // 4) // 2, h))
     exif = Image.Exif()
     exif[0x0112] = 6
-    base.save(portrait, quality=92, exif=exif)
+    upright.transpose(Image.Transpose.ROTATE_90).save(portrait, quality=95, exif=exif)
     odd = folder / "odd-333x517.png"
     base.resize((333, 517), Image.Resampling.BILINEAR).save(odd)
     good += [portrait, odd]
