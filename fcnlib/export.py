@@ -253,10 +253,10 @@ def export_onnx(
 def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse a folder, an existing file without ``overwrite`` and a folder that cannot be written."""
     if out.is_dir():
-        raise ExportError(f"{out} is a folder; --out needs a file path")
+        raise ExportError(f"{out} is a folder; `out` needs a file path")
     write_target(out)
     if out.exists() and not overwrite:
-        raise ExportError(f"{out} exists (use --overwrite to replace it)")
+        raise ExportError(f"{out} exists (use `overwrite` to replace it)")
     folder = out.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
