@@ -211,7 +211,8 @@ def _cells(name):
 
 def test_every_chapter_notebook_is_in_the_table_of_contents_and_back():
     listed = {f for f in _toc_files() if f.startswith("chapters/")}
-    on_disk = {f"chapters/{p.stem}" for p in (ROOT / "chapters").glob("*.ipynb")}
+    on_disk = {f"chapters/{p.stem}" for ext in ("*.ipynb", "*.md")
+               for p in (ROOT / "chapters").glob(ext)}
     assert listed == on_disk
     for name in ("chapters/10_pitfalls", "chapters/11_after_fcn"):
         assert name in listed
@@ -344,6 +345,7 @@ def test_pages_workflow_builds_with_the_readme_command_and_publishes_the_html():
 
 def test_pages_workflow_passes_actionlint():
     import shutil
+    import sys
 
     exe = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
     if exe is None:

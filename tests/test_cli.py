@@ -72,7 +72,8 @@ def test_missing_dataset_folder(capsys, tmp_path):
 
 
 def test_missing_voc_says_how_to_download(capsys, tmp_path):
-    code, _, err = run(capsys, "train", "--data", "voc", "--data-root", tmp_path, "--out", tmp_path / "o", "--quiet")
+    code, _, err = run(capsys, "train", "--data", "voc", "--data-root", tmp_path / "voc", "--out", tmp_path / "o",
+                       "--quiet")
     assert_one_line_error(code, err, "fcnlib download voc --root")
 
 

@@ -261,13 +261,6 @@ def test_wait_policy_is_set_before_torch_loads(preset, expected):
     assert proc.stdout.splitlines()[0] == f"OMP_WAIT_POLICY at torch import: {expected}"
 
 
-def test_the_command_line_imports_no_torch_at_load():
-    code = "import sys, fcnlib.cli; print('torch' in sys.modules)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
-    assert proc.stdout.strip() == "False", proc.stderr
-
-
 # ----------------------------------------------------------------------------------------------
 # peak
 
