@@ -333,6 +333,11 @@ _FIELD_TYPES = {f.name: str(f.type) for f in fields(TrainConfig)}
 def _coerce(key: str, value: Any, source: str) -> Any:
     """Convert ``value`` (from YAML or a command-line string) to the type of field ``key``."""
     kind = _FIELD_TYPES[key]
+    if key == "threads":  # "auto" or a whole number, never a numeric string (bounded as a number)
+        try:
+            return parse_threads(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{source}: threads must be >= 1 or auto, not {value}") from None
     if value is None or (
         isinstance(value, str) and value.lower() in ("none", "null") and "None" in kind
     ):

@@ -132,7 +132,7 @@ def test_parse_threads_refuses(value):
 def test_threads_setting_in_recipes():
     assert TrainConfig().threads == "auto"
     assert load_config("camvid-cpu").threads == "auto" and load_config("camvid-cpu").amp == "auto"
-    assert load_config(None, {"threads": "2"}).threads == "2"
+    assert load_config(None, {"threads": "2"}).threads == 2  # a number, bounded as one
     with pytest.raises(ConfigError, match=r"threads must be >= 1 or auto, not 0"):
         load_config(None, {"threads": "0"})
     with pytest.raises(ConfigError, match=r"threads must be >= 1 or auto, not many"):
