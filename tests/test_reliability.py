@@ -177,7 +177,7 @@ def test_second_run_into_a_busy_folder_is_refused_at_start(tmp_path):
         assert second.returncode == 2
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"fcnlib: error: another fcnlib run (pid {first.pid}, started ")
-        assert lines[0].endswith(f"is writing into {out}; wait for it to finish or choose another `out` "
+        assert lines[0].endswith(f"is writing into {out}; wait for it to finish or choose another --out "
                                  f"({out / LOCK_NAME} is safe to delete only once it has ended)")
         assert "fcnlib train" in lines[0]  # the holder's command
     finally:
