@@ -41,7 +41,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_overwrite_never_clears_the_checkpoint_it_grows_from(capsys, parent, tmp_path):
     before = _snapshot(parent)
     one_line_error(capsys, ["train", *TINY, "--model", "fcn16s", "--init-from", parent / "best.pt",
-                            "--out", parent, "--overwrite"], "which --overwrite would clear")
+                            "--out", parent, "--overwrite"], "is the file that --init-from reads")
     assert _snapshot(parent) == before
 
 
@@ -153,7 +153,7 @@ def test_training_on_masks_without_a_labelled_pixel_is_refused(capsys, tmp_path,
     (["--seed", "99999999999999999999999"], "seed must be in 0..4294967295"),
     (["--seed", "10000000000000000"], "seed must be in 0..4294967295"),
     (["--crop-size", "20000"], "crop_size x crop_width must be at most 100 MP"),
-    (["--eval-scale", "500"], "over the 100 MP limit"),
+    (["--eval-scale", "500"], "eval_scale must be in 0.015625..64"),
 ])
 def test_settings_that_overflow_or_exhaust_memory(capsys, tmp_path, flags, words):
     out = tmp_path / "run"
@@ -163,7 +163,7 @@ def test_settings_that_overflow_or_exhaust_memory(capsys, tmp_path, flags, words
 
 def test_eval_scale_too_large_is_refused_before_allocating(capsys, parent):
     one_line_error(capsys, ["eval", parent / "best.pt", "--scale", "1000", "--limit", "1", "--quiet"],
-                   "evaluation scale 1000 turns a")
+                   "--scale must be in 0.015625..64")
 
 
 def test_bench_checks_its_output_folder_first(capsys, monkeypatch, tmp_path):
@@ -188,7 +188,7 @@ def test_predict_refuses_a_folder_in_the_way_before_writing(capsys, parent, tmp_
     assert sorted(p.name for p in out.iterdir()) == ["ok_overlay.png"]  # no mask written either
     (tmp_path / "afile").write_text("x")
     one_line_error(capsys, ["predict", parent / "best.pt", photo, "--out", tmp_path / "afile"],
-                   "Is a file, not a folder")
+                   "is a file, not a folder")
 
 
 def test_predict_on_a_symlink_loop(capsys, parent, tmp_path):
