@@ -36,7 +36,8 @@ from .checkpoint import CheckpointError
 from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .data.classes import palette_for_classes
 from .errors import FcnlibError
-from .fileio import atomic_write_bytes, write_target
+from .fileio import atomic_write_bytes
+from .guards import output_file
 from .trained import load_trained
 
 __all__ = ["OPSET", "ExportError", "PhotoSegmenter", "export_onnx", "read_metadata"]
@@ -233,8 +234,8 @@ def export_onnx(
     out = Path(out)
     if out.suffix.lower() == ".json":
         raise ExportError(f"{out}: the model file cannot end in .json (its metadata goes there)")
-    _check_out(out, overwrite)
-    _check_out(out.with_suffix(".json"), overwrite)
+    output_file(out, overwrite)
+    output_file(out.with_suffix(".json"), overwrite)
     _require_onnx()
     import onnx
 
@@ -248,22 +249,6 @@ def export_onnx(
     atomic_write_bytes(proto.SerializeToString(), out)
     atomic_write_bytes((json.dumps(meta, indent=1) + "\n").encode(), out.with_suffix(".json"))
     return out
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse a folder, an existing file without ``overwrite`` and a folder that cannot be written."""
-    if out.is_dir():
-        raise ExportError(f"{out} is a folder; `out` needs a file path")
-    write_target(out)
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out} exists (use `overwrite` to replace it)")
-    folder = out.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create {folder}: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK):
-        raise ExportError(f"cannot write into {folder}: permission denied")
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FcnlibError
+from .fileio import write_target
 
 __all__ = [
     "GuardError",
@@ -112,6 +113,28 @@ def writable_folder(path: str | os.PathLike, option: str = "`out`") -> None:
         raise GuardError(f"{option} {path}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise GuardError(f"cannot write into {probe} ({option} {path}): permission denied")
+
+
+def output_file(path: str | os.PathLike, overwrite: bool, option: str = "`out`") -> None:
+    """Before any work: refuse a folder, a device or pipe, or an existing file without
+    ``overwrite`` as the output file ``path``; create its folder and check it can be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise GuardError(f"{path} is a folder; {option} needs a file path")
+    write_target(path)  # a device, pipe or socket is refused; a link's target is what is replaced
+    if path.exists() and not overwrite:
+        raise GuardError(f"{path} exists (use `overwrite` to replace it)")
+    make_writable_folder(path.parent, option)
+
+
+def make_writable_folder(path: str | os.PathLike, option: str = "`out`") -> None:
+    """Create the output folder ``path`` if needed and check that files can be written into it."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GuardError(f"cannot create {path} for {option}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK):
+        raise GuardError(f"cannot write into {path} ({option}): permission denied")
 
 
 def check_staged_resume(cfg: Any, resume: bool) -> None:

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -22,8 +21,7 @@ use_passive_wait()  # OMP_WAIT_POLICY=PASSIVE before the imports below load torc
 
 from ..data.registry import DATASETS, downloadable
 from ..errors import FcnlibError, one_line
-from ..fileio import write_target
-from ..guards import guard_eval, guard_predict, guard_train
+from ..guards import guard_eval, guard_predict, guard_train, make_writable_folder, output_file
 from ..limits import (
     check_environment,
     check_eval_memory,
@@ -47,26 +45,6 @@ def _message(exc: BaseException) -> str:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
     return one_line(exc) or type(exc).__name__
-
-
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    """Refuse to replace ``path`` without --overwrite; check that its folder can be written to."""
-    if path.is_dir():
-        raise FcnlibError(f"{path} is a folder; --out needs a file path")
-    write_target(path)  # a device, pipe or socket is refused; a link's target is what is replaced
-    if path.exists() and not overwrite:
-        raise FcnlibError(f"{path} exists (use --overwrite to replace it)")
-    _writable_folder(path.parent, "--out")
-
-
-def _writable_folder(path: Path, option: str) -> None:
-    """Create ``path`` if needed and check that files can be written into it, before any work."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FcnlibError(f"cannot create {path} for {option}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK):
-        raise FcnlibError(f"cannot write into {path} ({option}): permission denied")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,7 +117,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     guard_eval(args)  # --out is no file that eval reads
     out = Path(args.out) if args.out else None
     if out is not None:
-        _refuse_existing(out, args.overwrite)
+        output_file(out, args.overwrite)
     trained = load_trained(args.checkpoint, args.weights)
     num_classes = trained.num_classes if dataset_info(s.data).classes_settable else None
     ds = build_dataset(s.data, s.data_root, s.split, train=False, num_classes=num_classes)
@@ -237,7 +215,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise FcnlibError(f"{out} is a file; --out needs a folder")
-    _writable_folder(out, "--out")
+    make_writable_folder(out)
 
     if args.config:
         if args.quick:
